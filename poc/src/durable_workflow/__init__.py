@@ -1,0 +1,125 @@
+"""Engine-portable durable workflows for Python.
+
+Write a workflow once against `Workflow`, `Activity`, `DurableClock` and `DurableDeferred`;
+choose the engine where the application is composed (`InMemoryEngine` for tests and demos,
+``durable_workflow.restate.RestateEngine`` for durable execution on Restate).
+"""
+
+from ._activity import Activity, ActivityCall, RetryPolicy, activity
+from ._clock import ClockSleep, DurableClock
+from ._codec import Json
+from ._context import (
+    ExecutionInfo,
+    add_finalizer,
+    current_attempt,
+    current_execution,
+    now,
+    random,
+    uuid4,
+)
+from ._deferred import DeferredWait, DurableDeferred, decode_token, encode_token
+from ._engine import (
+    ActivityInvocation,
+    EncodedPoll,
+    Execution,
+    ParkRequest,
+    PollStatus,
+    RegisteredWorkflow,
+    WorkflowEngine,
+    current_engine,
+    pick_race_winner,
+    use_engine,
+)
+from ._errors import (
+    Defect,
+    DuplicateStepName,
+    EngineUnavailable,
+    ExecutionNotFound,
+    Interrupted,
+    InterruptSignal,
+    MalformedToken,
+    NondeterminismError,
+    OutsideWorkflow,
+    PayloadInvalid,
+    TokenError,
+    UnknownToken,
+    WorkflowDefinitionError,
+    WorkflowError,
+    WorkflowNotRegistered,
+)
+from ._exit import EncodedExit, Exit, Failure, Success
+from ._memory import Clock, InMemoryEngine, JournalEntry, RealClock, VirtualClock
+from ._race import RaceResult, race_all
+from ._step import Step
+from ._typed_error import TypedError
+from ._workflow import Done, Pending, PollResult, Workflow
+
+__all__ = [
+    # authoring
+    "Workflow",
+    "Activity",
+    "activity",
+    "ActivityCall",
+    "RetryPolicy",
+    "DurableClock",
+    "ClockSleep",
+    "DurableDeferred",
+    "DeferredWait",
+    "Step",
+    "race_all",
+    "RaceResult",
+    "add_finalizer",
+    "TypedError",
+    # determinism and context
+    "now",
+    "random",
+    "uuid4",
+    "current_attempt",
+    "current_execution",
+    "ExecutionInfo",
+    # outcomes
+    "Exit",
+    "Success",
+    "Failure",
+    "Pending",
+    "Done",
+    "PollResult",
+    "PollStatus",
+    # tokens
+    "encode_token",
+    "decode_token",
+    # engines
+    "WorkflowEngine",
+    "use_engine",
+    "current_engine",
+    "InMemoryEngine",
+    "Clock",
+    "VirtualClock",
+    "RealClock",
+    "JournalEntry",
+    # the encoded contract
+    "Json",
+    "EncodedExit",
+    "EncodedPoll",
+    "Execution",
+    "ActivityInvocation",
+    "ParkRequest",
+    "RegisteredWorkflow",
+    "pick_race_winner",
+    # errors
+    "WorkflowError",
+    "WorkflowDefinitionError",
+    "PayloadInvalid",
+    "WorkflowNotRegistered",
+    "ExecutionNotFound",
+    "TokenError",
+    "MalformedToken",
+    "UnknownToken",
+    "NondeterminismError",
+    "DuplicateStepName",
+    "EngineUnavailable",
+    "OutsideWorkflow",
+    "Defect",
+    "Interrupted",
+    "InterruptSignal",
+]

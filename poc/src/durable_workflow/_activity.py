@@ -1,0 +1,237 @@
+"""`Activity`: a named unit of side-effecting work whose outcome is journaled."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+
+from ._codec import Codec
+from ._context import ExecutionInfo, RunState, activity_scope
+from ._engine import ActivityInvocation, ParkRequest
+from ._exit import (
+    EncodedExit,
+    decode_exit,
+    exception_to_exit_json,
+    exit_tag,
+    success_json,
+)
+from ._step import Step
+from ._typed_error import TypedError
+
+__all__ = ["Activity", "ActivityCall", "RetryPolicy", "activity", "clock_deferred_name"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MISSING: Any = object()
+
+
+def clock_deferred_name(clock: str) -> str:
+    """The name of the deferred a durable clock completes."""
+    return f"DurableClock/{clock}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often an activity is attempted, and how long to wait in between.
+
+    Each attempt's outcome is journaled on its own, so a replay never re-runs a finished
+    attempt; the waits are durable sleeps (journaled timers).
+
+    Attributes:
+        max_attempts: Attempts in total, including the first (1 = no retry).
+        delay: Wait before the second attempt (zero: retry at once, no timer).
+        backoff: Factor applied to the wait after each further attempt.
+        max_delay: Upper bound of the wait.
+        non_retryable: Exception types (typed errors or others) that end the retries at once.
+    """
+
+    max_attempts: int = 1
+    delay: timedelta = timedelta(0)
+    backoff: float = 2.0
+    max_delay: timedelta | None = None
+    non_retryable: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+
+    def delay_before(self, attempt: int) -> timedelta:
+        """The wait before ``attempt`` (2 or more)."""
+        wait = self.delay * (self.backoff ** max(0, attempt - 2))
+        if self.max_delay is not None and wait > self.max_delay:
+            return self.max_delay
+        return wait
+
+    def retries(self, exit: EncodedExit, errors: Sequence[type[TypedError]]) -> bool:
+        """Whether a failed attempt with this exit may be retried (ignoring the attempt count)."""
+        tag = exit_tag(exit)
+        if tag == "Failure":
+            raw = exit.get("error")
+            err_tag = raw.get("_tag") if isinstance(raw, dict) else None
+            cls = next((c for c in errors if c.__error_tag__ == err_tag), None)
+            return cls is None or not issubclass(cls, self.non_retryable)
+        if tag == "Defect":
+            type_name = str(exit.get("type"))
+            return not any(
+                type_name in (c.__qualname__, f"{c.__module__}.{c.__qualname__}")
+                for c in self.non_retryable
+            )
+        return False
+
+
+class Activity(Generic[P, R]):
+    """A named unit of work with side effects, journaled by the engine.
+
+    Calling an activity inside a workflow body returns a `Step`; awaiting it runs the work
+    (once per attempt) or, on replay, returns the journaled outcome without running it.
+    Failures of the declared ``errors`` types come back as those types; any other exception is
+    a `Defect`. Both are retried according to ``retry``.
+
+    Args:
+        fn: The work: an ``async def`` or a plain function (run in a worker thread).
+        name: The journal name (default: the function's name). Unique per execution.
+        success: The result type (default: the function's return annotation).
+        errors: The `TypedError` classes the work may raise as expected failures.
+        retry: The retry policy (default: one attempt).
+
+    Example:
+        ```python
+        @activity(errors=[ChargeDeclined], retry=RetryPolicy(max_attempts=3))
+        async def charge(order: Order) -> Charge:
+            return await payments.charge(order.card, order.amount_cents,
+                                         idempotency_key=f"{order.id}-{current_attempt()}")
+        ```
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, Awaitable[R]] | Callable[P, R],
+        *,
+        name: str | None = None,
+        success: Any = _MISSING,
+        errors: Sequence[type[TypedError]] = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "activity")
+        if success is _MISSING:
+            try:
+                success = typing.get_type_hints(fn).get("return", Any)
+            except Exception:
+                success = Any
+        self.success_type: Any = success
+        self.codec: Codec[R] = Codec(success, f"result of activity {self.name!r}")
+        self.errors: tuple[type[TypedError], ...] = tuple(errors)
+        for err in self.errors:
+            err.fields_model()
+        self.retry = retry or RetryPolicy()
+        self._is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def named(self, name: str) -> Activity[P, R]:
+        """The same work under another journal name (for calls in a loop)."""
+        return Activity(
+            self.fn, name=name, success=self.success_type, errors=self.errors, retry=self.retry
+        )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> ActivityCall[R]:
+        """Bind arguments; await the returned step to run it."""
+        return ActivityCall(self, functools.partial(self.fn, *args, **kwargs))
+
+    def __repr__(self) -> str:
+        return f"<Activity {self.name!r}>"
+
+
+class ActivityCall(Step[R]):
+    """An activity bound to its arguments: a `Step` that runs it with retries."""
+
+    kind = "activity"
+
+    def __init__(self, activity: Activity[Any, R], work: Callable[[], Any]) -> None:
+        super().__init__(activity.name)
+        self.activity = activity
+        self._work = work
+
+    async def _attempt(self, state: RunState, attempt: int) -> EncodedExit:
+        act = self.activity
+        info = ExecutionInfo(state.execution.workflow_name, state.execution.execution_id, attempt)
+        with activity_scope(info):
+            try:
+                if act._is_async:  # pyright: ignore[reportPrivateUsage]
+                    value = await cast(Awaitable[Any], self._work())
+                else:
+                    value = await asyncio.to_thread(self._work)
+                exit = success_json(act.codec.encode(value))
+            except Exception as exc:
+                exit = exception_to_exit_json(exc, act.errors)
+        if (
+            state.suspend_on_failure
+            and exit_tag(exit) != "Success"
+            and (attempt >= act.retry.max_attempts or not act.retry.retries(exit, act.errors))
+        ):
+            raise ParkRequest(exit)
+        return exit
+
+    async def run_encoded(self, state: RunState) -> EncodedExit:
+        act = self.activity
+        attempt = 1
+        while True:
+            invocation = ActivityInvocation(
+                name=self.name,
+                attempt=attempt,
+                run=functools.partial(self._attempt, state, attempt),
+            )
+            exit = await state.engine.activity_execute(state.execution, invocation)
+            if (
+                exit_tag(exit) == "Success"
+                or attempt >= act.retry.max_attempts
+                or not act.retry.retries(exit, act.errors)
+            ):
+                return exit
+            attempt += 1
+            wait = act.retry.delay_before(attempt)
+            if wait > timedelta(0):
+                clock = f"{self.name}/retry-{attempt}"
+                await state.engine.schedule_clock(state.execution, clock, wait)
+                await state.engine.deferred_result(state.execution, clock_deferred_name(clock))
+
+    def decode(self, exit: EncodedExit) -> R:
+        return decode_exit(exit, self.activity.codec, self.activity.errors).result()
+
+
+@overload
+def activity(fn: Callable[P, Awaitable[R]], /) -> Activity[P, R]: ...
+@overload
+def activity(fn: Callable[P, R], /) -> Activity[P, R]: ...
+@overload
+def activity(
+    *,
+    name: str | None = None,
+    success: Any = ...,
+    errors: Sequence[type[TypedError]] = (),
+    retry: RetryPolicy | None = None,
+) -> Callable[[Callable[P, Awaitable[R]] | Callable[P, R]], Activity[P, R]]: ...
+def activity(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    success: Any = _MISSING,
+    errors: Sequence[type[TypedError]] = (),
+    retry: RetryPolicy | None = None,
+) -> Any:
+    """Decorator form of `Activity` (``@activity`` or ``@activity(errors=..., retry=...)``)."""
+
+    def wrap(f: Any) -> Activity[Any, Any]:
+        return Activity(f, name=name, success=success, errors=errors, retry=retry)
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap

@@ -1,0 +1,100 @@
+"""Typed values <-> JSON through pydantic: the only way user values cross the journal.
+
+Engines only ever see `Json`. A `Codec` is built once per declared type, when a workflow,
+activity or deferred is defined, so a type that cannot be encoded is refused there, with the
+offending field named, and not deep inside a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeAlias, TypeVar, cast
+
+import pydantic
+from pydantic import TypeAdapter, ValidationError
+
+from ._errors import PayloadInvalid, WorkflowDefinitionError
+
+__all__ = ["Json", "JsonObject", "Codec", "validation_errors"]
+
+Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
+"""A value that is valid JSON once serialized: what engines store and transport."""
+
+JsonObject: TypeAlias = "dict[str, Json]"
+
+T = TypeVar("T")
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, object]]:
+    """pydantic's errors as plain dicts (``loc``, ``msg``, ``type``), without live objects."""
+    return [
+        {"loc": tuple(cast(tuple[object, ...], e["loc"])), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False)
+    ]
+
+
+def _field_problem(tp: object, path: str) -> str | None:
+    """Find the first field below ``tp`` that cannot be described as JSON; return its path."""
+    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+        for name, field in tp.model_fields.items():
+            problem = _field_problem(field.annotation, f"{path}.{name}")
+            if problem is not None:
+                return problem
+        return None
+    try:
+        TypeAdapter[object](cast(Any, tp)).json_schema(mode="serialization")
+    except Exception as exc:
+        return f"{path} ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+    return None
+
+
+class Codec(Generic[T]):
+    """Encodes one declared type to `Json` and decodes it back, with pydantic.
+
+    Args:
+        tp: The declared type (a pydantic model, a builtin, ``datetime``, a union, ...).
+        what: A human name used in errors, e.g. ``"payload of workflow 'Order'"``.
+
+    Raises:
+        WorkflowDefinitionError: ``tp`` (or a field inside it) cannot be encoded as JSON.
+    """
+
+    __slots__ = ("_adapter", "tp", "what")
+
+    def __init__(self, tp: Any, what: str) -> None:
+        self.tp = tp
+        self.what = what
+        try:
+            self._adapter: TypeAdapter[T] = TypeAdapter(tp)
+        except Exception as exc:
+            raise WorkflowDefinitionError(
+                f"{what}: type {tp!r} cannot be encoded as JSON: {str(exc).splitlines()[0]}"
+            ) from exc
+        name = getattr(tp, "__name__", repr(tp))
+        problem = _field_problem(tp, name)
+        if problem is not None:
+            raise WorkflowDefinitionError(f"{what}: field {problem} cannot be encoded as JSON")
+
+    def validate(self, value: object) -> T:
+        """Validate (and coerce) a value of the declared type.
+
+        Raises:
+            PayloadInvalid: the value does not match the declared type; the error names the field.
+        """
+        try:
+            return self._adapter.validate_python(value)
+        except ValidationError as exc:
+            raise PayloadInvalid(self.what, validation_errors(exc)) from None
+
+    def encode(self, value: object) -> Json:
+        """Validate a value and turn it into `Json`."""
+        validated = self.validate(value)
+        try:
+            return cast(Json, self._adapter.dump_python(validated, mode="json"))
+        except Exception as exc:  # serializer errors name the field in their message
+            raise PayloadInvalid(
+                self.what, [{"loc": (), "msg": str(exc), "type": "serialization"}]
+            ) from exc
+
+    def decode(self, data: Json) -> T:
+        """Turn `Json` read from the journal back into the declared type."""
+        return self.validate(data)

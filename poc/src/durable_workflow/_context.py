@@ -1,0 +1,208 @@
+"""Per-run state of a workflow body, and the helpers that read it.
+
+The state lives in a context variable set by `Workflow.run_encoded` for the duration of one run
+of a body (a replay is a new run with fresh state: compensations and finalizers are registered
+again as the body passes the same points).
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from random import Random
+from typing import TYPE_CHECKING, Any
+
+from ._errors import DuplicateStepName, OutsideWorkflow
+
+if TYPE_CHECKING:
+    from ._engine import Execution, WorkflowEngine
+    from ._exit import Failure, Success
+
+__all__ = [
+    "RunState",
+    "body_scope",
+    "ExecutionInfo",
+    "current_run",
+    "run_state",
+    "activity_scope",
+    "now",
+    "random",
+    "uuid4",
+    "add_finalizer",
+    "current_attempt",
+    "current_execution",
+]
+
+Finalizer = Callable[["Success[Any] | Failure"], Awaitable[None]]
+
+
+@dataclass
+class RunState:
+    """What one run of a body needs: its engine, its execution and what it registered."""
+
+    engine: WorkflowEngine
+    execution: Execution
+    suspend_on_failure: bool = False
+    compensations: list[Callable[[], Awaitable[object]]] = field(default_factory=lambda: [])
+    finalizers: list[Finalizer] = field(default_factory=lambda: [])
+    step_names: set[tuple[str, str]] = field(default_factory=lambda: set())
+    _rng: Random | None = None
+
+    def claim(self, kind: str, name: str) -> None:
+        """Reserve a step name for this run; a second use is a `DuplicateStepName`."""
+        key = (kind, name)
+        if key in self.step_names:
+            raise DuplicateStepName(kind, name)
+        self.step_names.add(key)
+
+    @property
+    def rng(self) -> Random:
+        """The engine's per-execution random generator, created on first use in this run."""
+        if self._rng is None:
+            self._rng = self.engine.random(self.execution)
+        return self._rng
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionInfo:
+    """Which execution the current code runs in.
+
+    Attributes:
+        workflow: The workflow's name.
+        execution_id: The execution id.
+        attempt: The activity attempt (1-based) inside an activity's work, else ``None``.
+    """
+
+    workflow: str
+    execution_id: str
+    attempt: int | None = None
+
+
+_RUN: ContextVar[RunState | None] = ContextVar("durable_workflow_run", default=None)
+_ACTIVITY: ContextVar[ExecutionInfo | None] = ContextVar("durable_workflow_activity", default=None)
+
+
+def current_run() -> RunState | None:
+    """The running body's state, or ``None`` outside a body (and inside activity work)."""
+    return _RUN.get()
+
+
+def run_state(what: str) -> RunState:
+    """The running body's state.
+
+    Raises:
+        OutsideWorkflow: called outside a workflow body, naming ``what``.
+    """
+    state = _RUN.get()
+    if state is None:
+        if _ACTIVITY.get() is not None:
+            raise OutsideWorkflow(
+                f"{what} is for workflow bodies; inside an activity use ordinary code "
+                "(activities may read the wall clock and randomness: they are journaled)"
+            )
+        raise OutsideWorkflow(f"{what} can only be used inside a workflow body")
+    return state
+
+
+class _Scope:
+    """Context manager that swaps the run/activity context variables."""
+
+    def __init__(self, run: RunState | None, activity: ExecutionInfo | None) -> None:
+        self._run = run
+        self._activity = activity
+        self._tokens: tuple[Any, Any] | None = None
+
+    def __enter__(self) -> None:
+        self._tokens = (_RUN.set(self._run), _ACTIVITY.set(self._activity))
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._tokens is not None
+        _RUN.reset(self._tokens[0])
+        _ACTIVITY.reset(self._tokens[1])
+
+
+def body_scope(state: RunState) -> _Scope:
+    """Enter a body run."""
+    return _Scope(state, None)
+
+
+def activity_scope(info: ExecutionInfo) -> _Scope:
+    """Enter an activity's work: body-only helpers refuse, `current_attempt` answers."""
+    return _Scope(None, info)
+
+
+async def now() -> datetime:
+    """The current time, journaled: a replay of the body sees the same value.
+
+    Use it instead of ``datetime.now()`` in workflow bodies.
+
+    Raises:
+        OutsideWorkflow: called outside a workflow body.
+    """
+    state = run_state("now()")
+    return await state.engine.now(state.execution)
+
+
+def random() -> float:
+    """A random float in [0, 1) from a generator seeded per execution (same on replay).
+
+    Use it instead of ``random.random()`` in workflow bodies.
+
+    Raises:
+        OutsideWorkflow: called outside a workflow body.
+    """
+    return run_state("random()").rng.random()
+
+
+def uuid4() -> _uuid.UUID:
+    """A version-4 UUID drawn from the per-execution generator (same on replay).
+
+    Use it instead of ``uuid.uuid4()`` in workflow bodies.
+
+    Raises:
+        OutsideWorkflow: called outside a workflow body.
+    """
+    return _uuid.UUID(int=run_state("uuid4()").rng.getrandbits(128), version=4)
+
+
+def add_finalizer(finalizer: Finalizer) -> None:
+    """Run ``finalizer(outcome)`` once the execution has its final outcome.
+
+    Unlike a ``try/finally`` in the body, which runs on every replay and at every suspension,
+    a finalizer runs when the workflow completes: successfully, with a failure, or interrupted
+    (after compensations). Use activities inside it for side effects.
+
+    Raises:
+        OutsideWorkflow: called outside a workflow body.
+    """
+    run_state("add_finalizer()").finalizers.append(finalizer)
+
+
+def current_attempt() -> int:
+    """The 1-based attempt number of the activity whose work is running.
+
+    Use it to derive idempotency keys for external calls.
+
+    Raises:
+        OutsideWorkflow: called outside an activity's work.
+    """
+    info = _ACTIVITY.get()
+    if info is None or info.attempt is None:
+        raise OutsideWorkflow("current_attempt() can only be used inside an activity's work")
+    return info.attempt
+
+
+def current_execution() -> ExecutionInfo:
+    """The workflow and execution id the calling body or activity belongs to.
+
+    Raises:
+        OutsideWorkflow: called outside a workflow body or activity.
+    """
+    info = _ACTIVITY.get()
+    if info is not None:
+        return info
+    state = run_state("current_execution()")
+    return ExecutionInfo(state.execution.workflow_name, state.execution.execution_id)

@@ -1,0 +1,347 @@
+"""`Workflow`: a named, typed, durable function and the operations on its executions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
+
+from ._codec import Codec, Json
+from ._context import RunState, body_scope, current_run
+from ._engine import Execution, PollStatus, WorkflowEngine, current_engine
+from ._errors import (
+    Defect,
+    InterruptSignal,
+    WorkflowDefinitionError,
+)
+from ._exit import (
+    EncodedExit,
+    Failure,
+    Success,
+    decode_exit,
+    defect_json,
+    exception_to_exit_json,
+    exit_tag,
+    interrupted_json,
+    success_json,
+)
+from ._step import Step
+from ._typed_error import TypedError
+
+__all__ = ["Workflow", "Pending", "Done", "PollResult"]
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An execution that has not finished.
+
+    Attributes:
+        status: ``running`` (working or waiting to be scheduled), ``suspended`` (waiting for a
+            timer, deferred or child), or ``parked`` (stopped on a failure until ``resume``).
+        cause: Why a parked execution stopped (a `Defect`, a `TypedError`, or a
+            `NondeterminismError`), else ``None``.
+    """
+
+    status: PollStatus
+    cause: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Generic[R]):
+    """A finished execution and its outcome."""
+
+    exit: Success[R] | Failure
+
+    def result(self) -> R:
+        """The workflow's value, or raise its error (typed error, `Defect`, `Interrupted`)."""
+        return self.exit.result()
+
+
+PollResult = Pending | Done[R]
+
+
+def _canonical_json(value: Json) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Workflow(Generic[P, R]):
+    """A durable workflow: a name, typed payload/result/errors, and a body attached later.
+
+    The same definition serves both sides: the application calls `execute`, `start`, `poll`,
+    `interrupt` and `resume` on it; the worker attaches the body with `body` and registers the
+    workflow with an engine. The body never names an engine.
+
+    Args:
+        name: The workflow's name (the Restate service name on Restate).
+        payload: The payload type (usually a pydantic model).
+        success: The result type (default: no result).
+        errors: `TypedError` classes the body may fail with; callers receive the same class.
+        idempotency_key: Maps a payload to the key that identifies its execution. The default
+            is the payload's canonical JSON: equal payloads are one execution.
+        capture_defects: Record an unexpected exception as the outcome (a `Defect`); when
+            false, leave it to the engine, which retries and then parks the execution.
+        suspend_on_failure: Park the execution on any failure, until `resume` (the failing
+            step runs again), instead of completing it as failed.
+
+    Example:
+        ```python
+        order_workflow = Workflow(
+            "Order", payload=Order, success=Receipt, errors=[ChargeDeclined],
+            idempotency_key=lambda order: order.id,
+        )
+
+        @order_workflow.body
+        async def run_order(order: Order) -> Receipt:
+            charge_id = await charge(order)
+            await DurableClock.sleep("cooling-off", timedelta(days=14))
+            return Receipt(order_id=order.id, charge_id=charge_id)
+        ```
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        payload: type[P] | Any,
+        success: type[R] | Any = None,
+        errors: Sequence[type[TypedError]] = (),
+        idempotency_key: Callable[[P], str] | None = None,
+        capture_defects: bool = True,
+        suspend_on_failure: bool = False,
+    ) -> None:
+        if not name or "/" in name:
+            raise WorkflowDefinitionError(f"invalid workflow name {name!r}")
+        self._name = name
+        self.payload_codec: Codec[P] = Codec(payload, f"payload of workflow {name!r}")
+        self.success_codec: Codec[R] = Codec(
+            type(None) if success is None else success, f"result of workflow {name!r}"
+        )
+        self.errors: tuple[type[TypedError], ...] = tuple(errors)
+        for err in self.errors:
+            if not (isinstance(err, type) and issubclass(err, TypedError)):  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise WorkflowDefinitionError(
+                    f"workflow {name!r}: errors must be TypedError subclasses, got {err!r}"
+                )
+            err.fields_model()
+        self._idempotency_key = idempotency_key
+        self.capture_defects = capture_defects
+        self.suspend_on_failure = suspend_on_failure
+        self._fn: Callable[[P], Awaitable[R]] | None = None
+
+    # -- definition -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The workflow's name."""
+        return self._name
+
+    @property
+    def has_body(self) -> bool:
+        """Whether a body is attached."""
+        return self._fn is not None
+
+    def body(self, fn: Callable[[P], Awaitable[R]]) -> Callable[[P], Awaitable[R]]:
+        """Attach the body (an ``async def`` taking the payload); usable as a decorator."""
+        self._fn = fn
+        return fn
+
+    def execution_id(self, payload: P | Any) -> str:
+        """The deterministic execution id for a payload.
+
+        The hex of the first 16 bytes of SHA-256 over ``"<name>-<idempotency key>"``, as in
+        @effect/workflow, so the same payload always names the same execution.
+
+        Raises:
+            PayloadInvalid: the payload does not match the declared type.
+        """
+        value = self.payload_codec.validate(payload)
+        if self._idempotency_key is not None:
+            key = self._idempotency_key(value)
+        else:
+            key = _canonical_json(self.payload_codec.encode(value))
+        return hashlib.sha256(f"{self._name}-{key}".encode()).hexdigest()[:32]
+
+    # -- operations -------------------------------------------------------------------------
+
+    def _engine(self, engine: WorkflowEngine | None) -> WorkflowEngine:
+        if engine is not None:
+            return engine
+        state = current_run()
+        return state.engine if state is not None else current_engine()
+
+    async def execute(self, payload: P | Any, *, engine: WorkflowEngine | None = None) -> R:
+        """Run the workflow for ``payload`` (or join its existing execution) and return its value.
+
+        Inside a workflow body this runs a child workflow, journaled in the parent.
+
+        Raises:
+            PayloadInvalid: the payload does not match the declared type (nothing is submitted).
+            WorkflowNotRegistered: the engine does not know this workflow.
+            TypedError: one of the declared ``errors``, as the body raised it.
+            Defect: the body failed unexpectedly.
+            Interrupted: the execution was interrupted.
+        """
+        state = current_run()
+        if state is not None and engine is None:
+            return await _ChildCall(self, payload, discard=False)
+        encoded = self.payload_codec.encode(payload)
+        execution_id = self.execution_id(payload)
+        exit = await self._engine(engine).execute(self._name, execution_id, encoded)
+        assert exit is not None
+        return self.decode_exit(exit, execution_id).result()
+
+    async def start(self, payload: P | Any, *, engine: WorkflowEngine | None = None) -> str:
+        """Start the workflow for ``payload`` without waiting; return the execution id.
+
+        Starting a payload that already has an execution joins it (same id, no second run).
+        Inside a workflow body this starts a child workflow.
+
+        Raises:
+            PayloadInvalid: the payload does not match the declared type (nothing is submitted).
+            WorkflowNotRegistered: the engine does not know this workflow.
+        """
+        state = current_run()
+        if state is not None and engine is None:
+            return await _ChildCall(self, payload, discard=True)
+        encoded = self.payload_codec.encode(payload)
+        execution_id = self.execution_id(payload)
+        await self._engine(engine).execute(self._name, execution_id, encoded, discard=True)
+        return execution_id
+
+    async def poll(
+        self, execution_id: str, *, engine: WorkflowEngine | None = None
+    ) -> Pending | Done[R]:
+        """The execution's state, without waiting.
+
+        Raises:
+            ExecutionNotFound: there is no such execution.
+        """
+        raw = await self._engine(engine).poll(self._name, execution_id)
+        if raw.get("_tag") == "Done":
+            return Done(self.decode_exit(cast(EncodedExit, raw["exit"]), execution_id))
+        cause_raw = raw.get("cause")
+        cause: Exception | None = None
+        if isinstance(cause_raw, dict):
+            failed = self.decode_exit(cause_raw, execution_id)
+            cause = failed.error if isinstance(failed, Failure) else None
+        status = cast(PollStatus, raw.get("status", "running"))
+        return Pending(status, cause)
+
+    async def interrupt(self, execution_id: str, *, engine: WorkflowEngine | None = None) -> None:
+        """Interrupt the execution: at its next durable operation the body stops, then its
+        compensations (newest first) and finalizers run, and the outcome is `Interrupted`.
+
+        Raises:
+            ExecutionNotFound: there is no such execution.
+        """
+        await self._engine(engine).interrupt(self._name, execution_id)
+
+    async def resume(self, execution_id: str, *, engine: WorkflowEngine | None = None) -> None:
+        """Continue a parked execution; the step that failed runs again.
+
+        Raises:
+            ExecutionNotFound: there is no such execution.
+        """
+        await self._engine(engine).resume(self._name, execution_id)
+
+    def decode_exit(self, exit: EncodedExit, execution_id: str = "") -> Success[R] | Failure:
+        """Decode an encoded exit of this workflow into a typed one."""
+        return decode_exit(
+            exit, self.success_codec, self.errors, workflow=self._name, execution_id=execution_id
+        )
+
+    # -- engine side ------------------------------------------------------------------------
+
+    async def run_encoded(
+        self, engine: WorkflowEngine, execution: Execution, payload: Json
+    ) -> EncodedExit:
+        """Run the body once (engines call this); see `RegisteredWorkflow.run_encoded`."""
+        if self._fn is None:
+            return defect_json(
+                "durable_workflow.WorkflowDefinitionError",
+                f"workflow {self._name!r} has no body attached in this process",
+            )
+        state = RunState(engine, execution, suspend_on_failure=self.suspend_on_failure)
+        with body_scope(state):
+            exit = await self._run_body(state, payload)
+            if exit_tag(exit) != "Success":
+                exit = await _run_all(
+                    reversed(state.compensations), lambda c: c(), exit, "compensation"
+                )
+            typed = self.decode_exit(exit, execution.execution_id)
+            exit = await _run_all(state.finalizers, lambda f: f(typed), exit, "finalizer")
+            return exit
+
+    async def _run_body(self, state: RunState, payload: Json) -> EncodedExit:
+        assert self._fn is not None
+        try:
+            value = await self._fn(self.payload_codec.decode(payload))
+            return success_json(self.success_codec.encode(value))
+        except InterruptSignal:
+            return interrupted_json()
+        except Exception as exc:
+            exit = exception_to_exit_json(exc, self.errors)
+            parks = self.suspend_on_failure or (
+                not self.capture_defects and exit_tag(exit) == "Defect"
+            )
+            if parks:
+                state.engine.park(state.execution, exit)
+            return exit
+
+
+async def _run_all(
+    hooks: Any, call: Callable[[Any], Awaitable[None]], exit: EncodedExit, what: str
+) -> EncodedExit:
+    """Run compensations or finalizers in order; a failing one turns the outcome into a defect
+    that names it and keeps the original outcome in its message (nothing is silently lost)."""
+    for hook in hooks:
+        try:
+            await call(hook)
+        except InterruptSignal:
+            continue
+        except Exception as exc:
+            original = exit.get("message") or exit.get("error") or exit.get("_tag")
+            return defect_json(
+                f"{what} failed",
+                f"{type(exc).__name__}: {exc} (workflow outcome before: {original})",
+            )
+    return exit
+
+
+class _ChildCall(Step[Any]):
+    """A child workflow started from a body, journaled in the parent."""
+
+    kind = "child"
+
+    def __init__(self, workflow: Workflow[Any, Any], payload: Any, *, discard: bool) -> None:
+        self.workflow = workflow
+        self.payload_json = workflow.payload_codec.encode(payload)
+        self.child_id = workflow.execution_id(payload)
+        self.discard = discard
+        super().__init__(f"{workflow.name}/{self.child_id}")
+
+    async def run_encoded(self, state: RunState) -> EncodedExit:
+        exit = await state.engine.execute(
+            self.workflow.name,
+            self.child_id,
+            self.payload_json,
+            discard=self.discard,
+            parent=state.execution,
+        )
+        return exit if exit is not None else success_json(self.child_id)
+
+    def decode(self, exit: EncodedExit) -> Any:
+        if self.discard:
+            return self.child_id
+        return self.workflow.decode_exit(exit, self.child_id).result()
+
+
+def defect_of(exc: BaseException) -> Defect:
+    """The `Defect` an unexpected exception is recorded as."""
+    exit = exception_to_exit_json(exc, ())
+    return Defect(str(exit.get("type")), str(exit.get("message")))

@@ -1,0 +1,504 @@
+"""The conformance suite: every engine must pass it unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import pytest
+
+from .. import (
+    Defect,
+    Done,
+    ExecutionNotFound,
+    Interrupted,
+    MalformedToken,
+    NondeterminismError,
+    PayloadInvalid,
+    Pending,
+    UnknownToken,
+    Workflow,
+    WorkflowEngine,
+    WorkflowNotRegistered,
+)
+from ._effects import SideEffects, eventually
+from .workflows import (
+    SLEEP,
+    Address,
+    Approval,
+    OutOfStock,
+    Probe,
+    Rejected,
+    Shipment,
+    TypesProbe,
+    approval,
+    deadline_wf,
+    defect_wf,
+    deferred_wf,
+    determinism_wf,
+    drift_wf,
+    duplicate_wf,
+    greet_wf,
+    parent_wf,
+    park_wf,
+    race_wf,
+    retry_wf,
+    saga_wf,
+    shipment_deferred,
+    sleep_wf,
+    types_wf,
+)
+
+__all__ = ["ConformanceEnv", "ConformanceSuite"]
+
+
+class ConformanceEnv(Protocol):
+    """What an engine's test setup provides to the suite (as the ``env`` fixture).
+
+    The engine must have every workflow of `durable_workflow.testing.workflows.ALL_WORKFLOWS`
+    registered and runnable, with ``DW_SIDE_EFFECTS_DIR`` pointing at ``effects.directory`` in
+    the process that runs the bodies.
+    """
+
+    @property
+    def engine(self) -> WorkflowEngine:
+        """The engine under test."""
+        ...
+
+    @property
+    def effects(self) -> SideEffects:
+        """Where the conformance workflows record their side effects."""
+        ...
+
+    async def advance(self, delta: timedelta) -> None:
+        """Let ``delta`` of workflow time pass (virtual on a test clock, real otherwise)."""
+        ...
+
+    async def force_replay(self) -> None:
+        """Make in-flight executions replay their bodies from the journal.
+
+        An engine that replays at every wait anyway may do nothing; Restate restarts the
+        service process, so the invocation is retried and replays.
+        """
+        ...
+
+
+def _probe(**kwargs: Any) -> Probe:
+    return Probe(run=f"r{uuid.uuid4().hex[:12]}", **kwargs)
+
+
+async def _poll_done(env: ConformanceEnv, wf: Workflow[Any, Any], execution_id: str) -> Done[Any]:
+    result: list[Done[Any]] = []
+
+    async def finished() -> bool:
+        state = await wf.poll(execution_id, engine=env.engine)
+        if isinstance(state, Done):
+            result.append(state)
+            return True
+        return False
+
+    await eventually(finished, what=f"{wf.name}/{execution_id} to finish")
+    return result[0]
+
+
+async def _poll_parked(env: ConformanceEnv, wf: Workflow[Any, Any], execution_id: str) -> Pending:
+    result: list[Pending] = []
+
+    async def parked() -> bool:
+        state = await wf.poll(execution_id, engine=env.engine)
+        if isinstance(state, Pending) and state.status == "parked":
+            result.append(state)
+            return True
+        return False
+
+    await eventually(parked, what=f"{wf.name}/{execution_id} to park")
+    return result[0]
+
+
+class ConformanceSuite:
+    """The scenarios of the workflow contract. Subclass it and provide an ``env`` fixture.
+
+    Example:
+        ```python
+        class TestInMemory(ConformanceSuite):
+            @pytest.fixture
+            def env(self, tmp_path): ...
+        ```
+    """
+
+    # -- execute, poll, ids --------------------------------------------------------------------
+
+    async def test_execute_returns_the_result_and_poll_reports_it(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        assert await greet_wf.execute(p, engine=env.engine) == f"hello {p.run}"
+        state = await greet_wf.poll(greet_wf.execution_id(p), engine=env.engine)
+        assert isinstance(state, Done)
+        assert state.result() == f"hello {p.run}"
+
+    async def test_start_returns_the_deterministic_execution_id(self, env: ConformanceEnv) -> None:
+        p = _probe()
+        execution_id = await greet_wf.start(p, engine=env.engine)
+        assert execution_id == greet_wf.execution_id(p)
+        assert execution_id == greet_wf.execution_id(p.model_dump())
+        assert len(execution_id) == 32
+        done = await _poll_done(env, greet_wf, execution_id)
+        assert done.result() == f"hello {p.run}"
+
+    async def test_executing_a_payload_twice_runs_its_activity_once(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        first = await greet_wf.execute(p, engine=env.engine)
+        second = await greet_wf.execute(p, engine=env.engine)
+        assert first == second
+        assert env.effects.count(f"{p.run}-greet") == 1
+
+    async def test_concurrent_executes_of_one_payload_are_one_execution(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        results = await asyncio.gather(
+            *(sleep_wf.execute(p, engine=env.engine) for _ in range(20)),
+            _advance_when_waiting(env, f"{p.run}-sleep-body"),
+        )
+        assert results[:20] == [f"hello {p.run}"] * 20
+        assert env.effects.count(f"{p.run}-greet") == 1
+
+    async def test_poll_of_an_unknown_execution_raises_execution_not_found(
+        self, env: ConformanceEnv
+    ) -> None:
+        with pytest.raises(ExecutionNotFound) as info:
+            await greet_wf.poll("0" * 32, engine=env.engine)
+        assert "0" * 32 in str(info.value)
+
+    async def test_unregistered_workflow_is_refused(self, env: ConformanceEnv) -> None:
+        stranger = Workflow("CfNeverRegistered", payload=Probe, success=str)
+        with pytest.raises(WorkflowNotRegistered) as info:
+            await stranger.execute(_probe(), engine=env.engine)
+        assert "CfNeverRegistered" in str(info.value)
+
+    async def test_invalid_payload_is_refused_before_anything_is_submitted(
+        self, env: ConformanceEnv
+    ) -> None:
+        with pytest.raises(PayloadInvalid) as info:
+            await greet_wf.execute({"run": 42, "fail_until": "many"}, engine=env.engine)
+        message = str(info.value)
+        assert "run" in message and "fail_until" in message
+        assert env.effects.count("42-greet") == 0
+
+    # -- clocks and children --------------------------------------------------------------------
+
+    async def test_a_durable_sleep_completes(self, env: ConformanceEnv) -> None:
+        p = _probe()
+        execution_id = await sleep_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-sleep-body") >= 1)
+        assert env.effects.count(f"{p.run}-greet") == 0
+        await env.advance(SLEEP)
+        done = await _poll_done(env, sleep_wf, execution_id)
+        assert done.result() == f"hello {p.run}"
+        assert env.effects.count(f"{p.run}-greet") == 1
+
+    async def test_a_parent_completes_after_its_sleeping_child(self, env: ConformanceEnv) -> None:
+        p = _probe()
+        execution_id = await parent_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-child-sleep-body") >= 1)
+        assert env.effects.count(f"{p.run}-parent-after-child") == 0
+        await env.advance(SLEEP)
+        done = await _poll_done(env, parent_wf, execution_id)
+        assert done.result() == f"parent of hello {p.run}-child"
+        child = await sleep_wf.poll(
+            sleep_wf.execution_id(Probe(run=f"{p.run}-child")), engine=env.engine
+        )
+        assert isinstance(child, Done)
+        assert env.effects.count(f"{p.run}-parent-after-child") == 1
+
+    # -- activities -----------------------------------------------------------------------------
+
+    async def test_retries_see_attempts_1_to_5_and_replay_reruns_none(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe(fail_until=5)
+        execution_id = await retry_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-flaky") >= 5)
+        await env.force_replay()
+        await env.advance(SLEEP)
+        done = await _poll_done(env, retry_wf, execution_id)
+        assert done.result() == 5
+        assert env.effects.lines(f"{p.run}-flaky") == ["1", "2", "3", "4", "5"]
+
+    async def test_an_activity_named_twice_fails_the_workflow_with_duplicate_step_name(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        with pytest.raises(Defect) as info:
+            await duplicate_wf.execute(p, engine=env.engine)
+        assert info.value.type_name == "durable_workflow.DuplicateStepName"
+        assert "greet" in info.value.message
+        assert env.effects.count(f"{p.run}-greet") == 1
+
+    # -- deferreds ------------------------------------------------------------------------------
+
+    async def test_a_deferred_completed_by_token_resumes_the_workflow(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        execution_id = await deferred_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-before-wait") >= 1)
+        token = approval.token_for(deferred_wf, execution_id)
+        when = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+        await approval.succeed(token, Approval(by="ops", at=when), engine=env.engine)
+        await approval.succeed(token, Approval(by="late", at=when), engine=env.engine)
+        done = await _poll_done(env, deferred_wf, execution_id)
+        assert done.result() == Approval(by="ops", at=when)
+
+    async def test_a_completion_sent_before_the_wait_is_kept(self, env: ConformanceEnv) -> None:
+        p = _probe()
+        token = approval.token_from_payload(deferred_wf, p)
+        when = datetime(2026, 5, 2, tzinfo=UTC)
+        await approval.succeed(token, Approval(by="early", at=when), engine=env.engine)
+        assert await deferred_wf.execute(p, engine=env.engine) == Approval(by="early", at=when)
+
+    async def test_a_completion_racing_the_suspension_is_not_lost(
+        self, env: ConformanceEnv
+    ) -> None:
+        probes = [_probe() for _ in range(5)]
+        when = datetime(2026, 5, 3, tzinfo=UTC)
+        for p in probes:
+            await deferred_wf.start(p, engine=env.engine)
+            token = approval.token_from_payload(deferred_wf, p)
+            await approval.succeed(token, Approval(by=p.run, at=when), engine=env.engine)
+        for p in probes:
+            done = await _poll_done(env, deferred_wf, deferred_wf.execution_id(p))
+            assert done.result().by == p.run
+
+    async def test_a_deferred_failure_reaches_the_body_as_its_typed_error(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        token = approval.token_from_payload(deferred_wf, p)
+        await deferred_wf.start(p, engine=env.engine)
+        await approval.fail(token, Rejected(reason="no budget"), engine=env.engine)
+        with pytest.raises(Rejected) as info:
+            await deferred_wf.execute(p, engine=env.engine)
+        assert info.value == Rejected(reason="no budget")
+
+    async def test_malformed_and_unknown_tokens_are_refused(self, env: ConformanceEnv) -> None:
+        when = datetime(2026, 5, 4, tzinfo=UTC)
+        value = Approval(by="x", at=when)
+        for bad in ["", "not a token!", "W10", "WyJhIiwiYiJd"]:
+            with pytest.raises(MalformedToken):
+                await approval.succeed(bad, value, engine=env.engine)
+        stranger = approval.token_for("CfNoSuchWorkflow", "0" * 32)
+        with pytest.raises(UnknownToken) as info:
+            await approval.succeed(stranger, value, engine=env.engine)
+        assert "CfNoSuchWorkflow" in str(info.value)
+        other = shipment_deferred.token_for(deferred_wf, "0" * 32)
+        with pytest.raises(UnknownToken):
+            await approval.succeed(other, value, engine=env.engine)
+        with pytest.raises(PayloadInvalid):
+            await approval.succeed(
+                approval.token_for(deferred_wf, "0" * 32),
+                {"by": 1},  # type: ignore[arg-type]
+                engine=env.engine,
+            )
+
+    # -- interrupts, compensation, finalizers --------------------------------------------------
+
+    async def test_interrupt_runs_compensations_newest_first_and_finalizers(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        execution_id = await saga_wf.start(p, engine=env.engine)
+        await eventually(lambda: "ship" in env.effects.lines(f"{p.run}-steps"))
+        await saga_wf.interrupt(execution_id, engine=env.engine)
+        done = await _poll_done(env, saga_wf, execution_id)
+        with pytest.raises(Interrupted):
+            done.result()
+        assert env.effects.lines(f"{p.run}-steps") == [
+            "reserve",
+            "charge",
+            "ship",
+            "undo-charge",
+            "undo-reserve",
+            "finalize",
+        ]
+        assert env.effects.lines(f"{p.run}-outcome") == ["Interrupted"]
+        assert env.effects.count(f"{p.run}-body-except") == 0
+        assert env.effects.count(f"{p.run}-body-finally") >= 1
+
+    async def test_a_failure_after_compensated_steps_compensates_and_surfaces_the_typed_error(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe(fail=True)
+        with pytest.raises(OutOfStock) as info:
+            await saga_wf.execute(p, engine=env.engine)
+        assert info.value == OutOfStock(sku="sku-1", requested=3)
+        assert env.effects.lines(f"{p.run}-steps") == [
+            "reserve",
+            "charge",
+            "ship",
+            "undo-charge",
+            "undo-reserve",
+            "finalize",
+        ]
+        assert env.effects.lines(f"{p.run}-outcome") == ["OutOfStock"]
+        assert env.effects.lines(f"{p.run}-body-except") == ["OutOfStock"]
+
+    async def test_finalizers_see_success_and_compensations_do_not_run(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        execution_id = await saga_wf.start(p, engine=env.engine)
+        await eventually(lambda: "ship" in env.effects.lines(f"{p.run}-steps"))
+        token = approval.token_for(saga_wf, execution_id)
+        await approval.succeed(
+            token, Approval(by="ok", at=datetime(2026, 1, 1, tzinfo=UTC)), engine=env.engine
+        )
+        done = await _poll_done(env, saga_wf, execution_id)
+        assert done.result() == "shipped"
+        assert env.effects.lines(f"{p.run}-steps") == ["reserve", "charge", "ship", "finalize"]
+        assert env.effects.lines(f"{p.run}-outcome") == ["success"]
+
+    async def test_interrupting_a_parent_interrupts_its_unfinished_child(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        execution_id = await parent_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-child-sleep-body") >= 1)
+        await parent_wf.interrupt(execution_id, engine=env.engine)
+        done = await _poll_done(env, parent_wf, execution_id)
+        with pytest.raises(Interrupted):
+            done.result()
+        child_id = sleep_wf.execution_id(Probe(run=f"{p.run}-child"))
+        child = await _poll_done(env, sleep_wf, child_id)
+        with pytest.raises(Interrupted):
+            child.result()
+        assert env.effects.count(f"{p.run}-child-greet") == 0
+
+    # -- defects and parking --------------------------------------------------------------------
+
+    async def test_an_unexpected_exception_is_captured_as_a_defect(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        with pytest.raises(Defect) as info:
+            await defect_wf.execute(p, engine=env.engine)
+        assert info.value.type_name == "ValueError"
+        assert info.value.message == f"boom {p.run}"
+        state = await defect_wf.poll(defect_wf.execution_id(p), engine=env.engine)
+        assert isinstance(state, Done)
+
+    async def test_suspend_on_failure_parks_and_resume_continues(self, env: ConformanceEnv) -> None:
+        p = _probe()
+        env.effects.set_flag(f"park-{p.run}")
+        execution_id = await park_wf.start(p, engine=env.engine)
+        parked = await _poll_parked(env, park_wf, execution_id)
+        assert isinstance(parked.cause, Defect)
+        assert "dependency down" in parked.cause.message
+        env.effects.set_flag(f"park-{p.run}", on=False)
+        await park_wf.resume(execution_id, engine=env.engine)
+        done = await _poll_done(env, park_wf, execution_id)
+        assert done.result() == "recovered"
+        assert env.effects.count(f"{p.run}-greet") == 1
+        assert env.effects.count(f"{p.run}-parkable") >= 2
+
+    # -- races ----------------------------------------------------------------------------------
+
+    async def test_a_race_of_three_activities_is_won_by_the_fastest_and_replays_the_same(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        execution_id = await race_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-race-winner") >= 1)
+        await env.force_replay()
+        await env.advance(SLEEP)
+        done = await _poll_done(env, race_wf, execution_id)
+        assert done.result() == "fast"
+        assert set(env.effects.lines(f"{p.run}-race-winner")) == {"fast"}
+        assert sorted(env.effects.lines(f"{p.run}-race-start")) == ["fast", "medium", "slow"]
+        await asyncio.sleep(3.2)  # longer than the slowest loser would take
+        assert env.effects.lines(f"{p.run}-race-finish") == ["fast"]
+
+    async def test_a_race_of_a_deferred_against_a_clock(self, env: ConformanceEnv) -> None:
+        timed_out, approved = _probe(), _probe()
+        first = await deadline_wf.start(timed_out, engine=env.engine)
+        second = await deadline_wf.start(approved, engine=env.engine)
+        token = approval.token_for(deadline_wf, second)
+        await approval.succeed(
+            token, Approval(by="ops", at=datetime(2026, 1, 1, tzinfo=UTC)), engine=env.engine
+        )
+        assert (await _poll_done(env, deadline_wf, second)).result() == "approved by ops"
+        await env.advance(SLEEP)
+        assert (await _poll_done(env, deadline_wf, first)).result() == "deadline"
+
+    # -- values and determinism -----------------------------------------------------------------
+
+    async def test_typed_values_survive_the_journal(self, env: ConformanceEnv) -> None:
+        shipment = Shipment(
+            id="s1",
+            at=datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=UTC),
+            to=Address(city="Lisbon", lines=["Rua A 1", "2º"]),
+            weight_kg=1.25,
+            tags={"fragile": 1},
+        )
+        p = TypesProbe(run=f"r{uuid.uuid4().hex[:12]}", shipment=shipment)
+        execution_id = await types_wf.start(p, engine=env.engine)
+        outside = shipment.model_copy(update={"id": "s2", "note": "from outside"})
+        await shipment_deferred.succeed(
+            shipment_deferred.token_for(types_wf, execution_id), outside, engine=env.engine
+        )
+        done = await _poll_done(env, types_wf, execution_id)
+        original, stamped, received = done.result()
+        assert original == shipment
+        assert stamped.at == shipment.at + timedelta(days=1)
+        assert stamped.tags == {"fragile": 1, "stamped": 1}
+        assert stamped.to == shipment.to
+        assert received == outside
+
+    async def test_determinism_helpers_return_the_same_values_on_replay(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        execution_id = await determinism_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-values") >= 1)
+        await env.force_replay()
+        await env.advance(SLEEP)
+        done = await _poll_done(env, determinism_wf, execution_id)
+        recorded = env.effects.lines(f"{p.run}-values")
+        assert len(recorded) >= 2, "the body should have been replayed at least once"
+        assert set(recorded) == {done.result()}
+        r, u, t = json.loads(done.result())
+        assert 0 <= r < 1 and uuid.UUID(u).version == 4 and datetime.fromisoformat(t)
+        other = _probe()
+        await determinism_wf.start(other, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{other.run}-values") >= 1)
+        assert env.effects.lines(f"{other.run}-values")[0] != recorded[0]
+        await env.advance(SLEEP)
+
+    async def test_a_body_that_no_longer_matches_its_journal_parks_with_nondeterminism(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        execution_id = await drift_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-greet") >= 1)
+        env.effects.set_flag(f"drift-{p.run}")
+        await env.force_replay()
+        await env.advance(SLEEP)
+        parked = await _poll_parked(env, drift_wf, execution_id)
+        assert isinstance(parked.cause, NondeterminismError)
+        assert "step-a" in str(parked.cause) and "step-b" in str(parked.cause)
+        env.effects.set_flag(f"drift-{p.run}", on=False)
+        await drift_wf.resume(execution_id, engine=env.engine)
+        done = await _poll_done(env, drift_wf, execution_id)
+        assert done.result() == "step-a"
+        assert env.effects.count(f"{p.run}-greet") == 1
+
+
+async def _advance_when_waiting(env: ConformanceEnv, key: str) -> None:
+    await eventually(lambda: env.effects.count(key) >= 1)
+    await env.advance(SLEEP)

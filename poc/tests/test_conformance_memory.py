@@ -1,0 +1,39 @@
+"""The conformance suite on the in-memory engine with a virtual clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from durable_workflow import InMemoryEngine, VirtualClock
+from durable_workflow.testing import EFFECTS_ENV, ConformanceSuite, SideEffects
+from durable_workflow.testing.workflows import ALL_WORKFLOWS
+
+
+@dataclass
+class MemoryEnv:
+    engine: InMemoryEngine
+    effects: SideEffects
+
+    async def advance(self, delta: timedelta) -> None:
+        await self.engine.advance(delta)
+
+    async def force_replay(self) -> None:
+        # Every wait suspends and every wake-up replays the body: nothing to force.
+        await self.engine.settle()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemoryEnv:
+    monkeypatch.setenv(EFFECTS_ENV, str(tmp_path / "effects"))
+    engine = InMemoryEngine(clock=VirtualClock())
+    for workflow in ALL_WORKFLOWS:
+        engine.register(workflow)
+    return MemoryEnv(engine, SideEffects(tmp_path / "effects"))
+
+
+class TestInMemoryEngine(ConformanceSuite):
+    """Every conformance scenario on `InMemoryEngine`."""
