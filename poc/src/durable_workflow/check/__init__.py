@@ -94,10 +94,10 @@ class _Imports(ast.NodeVisitor):
             self.aliases[local] = alias.name if alias.asname else alias.name.split(".")[0]
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.module is None or node.level:
-            return
+        # A relative import names a project module, never one of the flagged ones.
+        module = ("." * node.level) + (node.module or "")
         for alias in node.names:
-            self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+            self.aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
 
 
 def _dotted(node: ast.expr) -> str | None:

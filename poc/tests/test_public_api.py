@@ -1,0 +1,69 @@
+"""The public surface of durable_workflow changes only on purpose."""
+
+from __future__ import annotations
+
+import inspect
+
+import durable_workflow
+
+EXPECTED = {
+    # authoring
+    "Workflow", "Activity", "activity", "ActivityCall", "RetryPolicy", "DurableClock",
+    "ClockSleep", "DurableDeferred", "DeferredWait", "Step", "race_all", "RaceResult",
+    "add_finalizer", "TypedError",
+    # determinism and context
+    "now", "random", "uuid4", "current_attempt", "current_execution", "ExecutionInfo",
+    # outcomes
+    "Exit", "Success", "Failure", "Pending", "Done", "PollResult", "PollStatus",
+    # tokens
+    "encode_token", "decode_token",
+    # engines
+    "WorkflowEngine", "use_engine", "current_engine", "InMemoryEngine", "Clock",
+    "VirtualClock", "RealClock", "JournalEntry",
+    # the encoded contract
+    "Json", "EncodedExit", "EncodedPoll", "Execution", "ActivityInvocation", "ParkRequest",
+    "RegisteredWorkflow", "pick_race_winner",
+    # errors
+    "WorkflowError", "WorkflowDefinitionError", "PayloadInvalid", "WorkflowNotRegistered",
+    "ExecutionNotFound", "TokenError", "MalformedToken", "UnknownToken", "NondeterminismError",
+    "DuplicateStepName", "EngineUnavailable", "OutsideWorkflow", "Defect", "Interrupted",
+    "InterruptSignal",
+}  # fmt: skip
+
+TYPE_ALIASES = {"Json", "EncodedExit", "EncodedPoll", "Exit", "PollResult", "PollStatus"}
+
+
+def test_exports_are_exactly_the_pinned_names() -> None:
+    assert set(durable_workflow.__all__) == EXPECTED
+    assert len(durable_workflow.__all__) == len(EXPECTED)
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    missing = [
+        name
+        for name in durable_workflow.__all__
+        if name not in TYPE_ALIASES and not inspect.getdoc(getattr(durable_workflow, name))
+    ]
+    assert missing == []
+
+
+def test_every_error_is_rooted_in_workflow_error_except_the_signal() -> None:
+    errors = [
+        getattr(durable_workflow, n)
+        for n in durable_workflow.__all__
+        if isinstance(getattr(durable_workflow, n), type)
+        and issubclass(getattr(durable_workflow, n), BaseException)
+    ]
+    outside = {e.__name__ for e in errors if not issubclass(e, durable_workflow.WorkflowError)}
+    # ParkRequest and InterruptSignal are control flow; TypedError is the users' own base.
+    assert outside == {"InterruptSignal", "ParkRequest", "TypedError"}
+    assert not issubclass(durable_workflow.InterruptSignal, Exception)
+
+
+def test_the_portable_package_does_not_import_an_engine_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, durable_workflow, durable_workflow.testing; print('restate' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
