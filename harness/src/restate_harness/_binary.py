@@ -1,0 +1,513 @@
+"""Getting a restate-server binary: from RESTATE_SERVER_BIN, the per-user cache, or npm.
+
+Restate publishes its native binaries as per-platform npm packages. The first use downloads
+the pinned version with the `npm` client (so the user's registry, proxy and auth settings
+apply), checks its sha512 against the integrity the registry publishes, and extracts the
+binary into a per-user cache keyed by version. Later uses only check the cached file against
+the sha256 recorded next to it and never call npm. A file lock serialises concurrent
+downloads, and the binary only appears in the cache through an atomic rename.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, cast
+
+from ._errors import (
+    IntegrityError,
+    InvalidBinaryError,
+    NpmError,
+    NpmNotFoundError,
+    PackageNotFoundError,
+    UnsupportedPlatformError,
+)
+
+__all__ = [
+    "RESTATE_SERVER_VERSION",
+    "SERVER_BIN_ENV",
+    "CACHE_ENV",
+    "BinarySource",
+    "ServerBinary",
+    "server_package",
+    "default_cache_dir",
+    "ensure_server_binary",
+]
+
+RESTATE_SERVER_VERSION: Final = "1.7.12"
+"""The restate-server version the harness downloads unless told otherwise."""
+
+SERVER_BIN_ENV: Final = "RESTATE_SERVER_BIN"
+"""Environment variable naming an existing restate-server binary to use instead of the cache."""
+
+CACHE_ENV: Final = "RESTATE_HARNESS_CACHE"
+"""Environment variable overriding the cache root (default `$XDG_CACHE_HOME/restate-harness`)."""
+
+BinarySource = Literal["env", "cache", "download"]
+"""Where a `ServerBinary` came from: RESTATE_SERVER_BIN, the cache, or a fresh download."""
+
+_BINARY_NAME: Final = "restate-server"
+_TARBALL_MEMBER: Final = "package/bin/restate-server"
+_METADATA_NAME: Final = "restate-server.json"
+_NPM_VIEW_TIMEOUT: Final = 120.0
+_NPM_PACK_TIMEOUT: Final = 900.0
+_VERSION_TIMEOUT: Final = 30.0
+_CHUNK: Final = 1 << 20
+
+_PLATFORMS: Final[dict[tuple[str, str], str]] = {
+    ("linux", "x86_64"): "linux-x64",
+    ("linux", "amd64"): "linux-x64",
+    ("linux", "aarch64"): "linux-arm64",
+    ("linux", "arm64"): "linux-arm64",
+    ("darwin", "arm64"): "darwin-arm64",
+    ("darwin", "aarch64"): "darwin-arm64",
+    ("darwin", "x86_64"): "darwin-x64",
+}
+
+_log = logging.getLogger("restate_harness")
+
+
+@dataclass(frozen=True)
+class ServerBinary:
+    """A restate-server executable that answered `--version`.
+
+    Attributes:
+        path: Absolute path of the executable.
+        version: The version it reports, e.g. `"1.7.12"`.
+        source: Where it came from: `"env"` (RESTATE_SERVER_BIN), `"cache"` or `"download"`.
+    """
+
+    path: Path
+    version: str
+    source: BinarySource
+
+
+def server_package(system: str | None = None, machine: str | None = None) -> str:
+    """The npm package holding restate-server for a platform.
+
+    Args:
+        system: An OS name as `platform.system()` reports it; default: this machine's.
+        machine: A CPU name as `platform.machine()` reports it; default: this machine's.
+
+    Returns:
+        The package name, e.g. `"@restatedev/restate-server-linux-x64"`.
+
+    Raises:
+        UnsupportedPlatformError: Restate publishes no binary for that platform.
+    """
+    system = (system or platform.system()).lower()
+    machine = (machine or platform.machine()).lower()
+    suffix = _PLATFORMS.get((system, machine))
+    if suffix is None:
+        raise UnsupportedPlatformError(
+            f"restate-server is not published for {system}/{machine}; the harness supports "
+            "Linux x64/arm64 and macOS arm64/x64. Build restate-server from source and set "
+            f"{SERVER_BIN_ENV} to its path."
+        )
+    return f"@restatedev/restate-server-{suffix}"
+
+
+def default_cache_dir() -> Path:
+    """The cache root: `$RESTATE_HARNESS_CACHE`, else `$XDG_CACHE_HOME/restate-harness`.
+
+    Falls back to `~/.cache/restate-harness` when XDG_CACHE_HOME is unset. Binaries live in
+    `<root>/<version>/restate-server`.
+    """
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "restate-harness"
+
+
+def ensure_server_binary(
+    *,
+    version: str = RESTATE_SERVER_VERSION,
+    cache_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+) -> ServerBinary:
+    """Return a usable restate-server, downloading and caching it on first use.
+
+    Resolution order: `$RESTATE_SERVER_BIN` if set (validated, never downloaded over);
+    otherwise the cached binary for `version` if its recorded sha256 still matches; otherwise
+    a download with `npm pack`, verified against `npm view <pkg>@<version> dist.integrity`. A
+    cached binary that fails its check is downloaded again. A valid cache means no npm call.
+
+    Args:
+        version: The restate-server version to use.
+        cache_dir: The cache root; default `default_cache_dir()`.
+        force: Download again even if the cached binary is valid.
+
+    Returns:
+        The binary, with where it came from.
+
+    Raises:
+        InvalidBinaryError: RESTATE_SERVER_BIN is wrong, or a download does not run.
+        UnsupportedPlatformError: No binary is published for this platform.
+        NpmNotFoundError: A download is needed and `npm` is not on PATH.
+        PackageNotFoundError: The registry has no such package or version.
+        NpmError: npm failed otherwise (network, registry).
+        IntegrityError: The tarball does not match the published sha512.
+
+    Example:
+        >>> binary = ensure_server_binary()  # doctest: +SKIP
+        >>> binary.path.name
+        'restate-server'
+    """
+    env_value = os.environ.get(SERVER_BIN_ENV)
+    if env_value:
+        return _binary_from_env(env_value)
+
+    package = server_package()
+    root = Path(cache_dir).expanduser().absolute() if cache_dir else default_cache_dir()
+    version_dir = root / version
+    binary = version_dir / _BINARY_NAME
+
+    if not force and _cached_problem(binary, package, version) is None:
+        return ServerBinary(binary, version, "cache")
+
+    version_dir.mkdir(parents=True, exist_ok=True)
+    with _file_lock(version_dir / ".lock"):
+        if not force:
+            # Another process may have completed the download while this one waited.
+            problem = _cached_problem(binary, package, version)
+            if problem is None:
+                return ServerBinary(binary, version, "cache")
+            if binary.exists():
+                _log.warning("cached %s is unusable (%s); downloading it again", binary, problem)
+        _download(package, version, version_dir)
+    return ServerBinary(binary, version, "download")
+
+
+def _binary_from_env(value: str) -> ServerBinary:
+    path = Path(value).expanduser().absolute()
+    hint = (
+        f"Point {SERVER_BIN_ENV} at a restate-server executable, or unset it to let the harness "
+        f"download restate-server {RESTATE_SERVER_VERSION} with npm."
+    )
+    if not path.exists():
+        raise InvalidBinaryError(f"{SERVER_BIN_ENV}={value!r} does not exist. {hint}")
+    if path.is_dir():
+        raise InvalidBinaryError(f"{SERVER_BIN_ENV}={value!r} is a directory. {hint}")
+    if not os.access(path, os.X_OK):
+        raise InvalidBinaryError(
+            f"{SERVER_BIN_ENV}={value!r} is not executable (chmod +x it?). {hint}"
+        )
+    try:
+        reported = _probe_version(path)
+    except _ProbeFailedError as exc:
+        raise InvalidBinaryError(f"{SERVER_BIN_ENV}={value!r}: {exc}. {hint}") from None
+    if reported != RESTATE_SERVER_VERSION:
+        _log.info(
+            "%s is restate-server %s (the harness pins %s)",
+            SERVER_BIN_ENV,
+            reported,
+            RESTATE_SERVER_VERSION,
+        )
+    return ServerBinary(path, reported, "env")
+
+
+class _ProbeFailedError(Exception):
+    pass
+
+
+def _probe_version(path: Path) -> str:
+    """Run `path --version` and return the version it reports."""
+    try:
+        proc = subprocess.run(
+            [str(path), "--version"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=_VERSION_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise _ProbeFailedError(f"`--version` did not answer in {_VERSION_TIMEOUT:.0f} s") from None
+    except OSError as exc:
+        raise _ProbeFailedError(f"cannot run it ({exc.strerror or exc})") from None
+    output = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise _ProbeFailedError(
+            f"`--version` exited with status {proc.returncode}: {output[-500:]!r}"
+        )
+    words = output.split()
+    if len(words) < 2 or words[0] != "restate-server":
+        raise _ProbeFailedError(
+            f"`--version` printed {output[:200]!r}, which is not restate-server's answer"
+        )
+    return words[1]
+
+
+def _cached_problem(binary: Path, package: str, version: str) -> str | None:
+    """Why the cached binary cannot be used, or None if it can."""
+    if not binary.exists():
+        return "not cached"
+    try:
+        metadata = json.loads((binary.parent / _METADATA_NAME).read_text())
+    except (OSError, ValueError):
+        return "its metadata file is missing or unreadable"
+    if not isinstance(metadata, dict):
+        return "its metadata file is malformed"
+    recorded = cast("dict[str, object]", metadata)
+    if recorded.get("package") != package or recorded.get("version") != version:
+        return f"it was recorded as {recorded.get('package')}@{recorded.get('version')}"
+    if not os.access(binary, os.X_OK):
+        return "it is not executable"
+    with binary.open("rb") as f:
+        actual = hashlib.file_digest(f, "sha256").hexdigest()
+    if actual != recorded.get("sha256"):
+        return f"its sha256 {actual} differs from the recorded {recorded.get('sha256')}"
+    try:
+        reported = _probe_version(binary)
+    except _ProbeFailedError as exc:
+        return str(exc)
+    if reported != version:
+        return f"it reports version {reported}"
+    return None
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Generator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log.info("waiting for another process downloading into %s", path.parent)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _find_npm() -> str:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise NpmNotFoundError(
+            "restate-server is downloaded with npm, and `npm` is not on PATH. Install Node.js "
+            "(it ships npm), e.g. with your OS package manager, or set "
+            f"{SERVER_BIN_ENV} to the path of a restate-server binary."
+        )
+    return npm
+
+
+def _run_npm(npm: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    command = [npm, *args]
+    env = dict(os.environ)
+    env.setdefault("npm_config_update_notifier", "false")
+    env.setdefault("npm_config_fund", "false")
+    env.setdefault("npm_config_audit", "false")
+    try:
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise NpmError(
+            f"`npm {' '.join(args)}` did not finish in {timeout:.0f} s. Is the registry "
+            "reachable? Check `npm config get registry` and your proxy settings, or set "
+            f"{SERVER_BIN_ENV} to an existing restate-server binary.",
+            command=command,
+            returncode=None,
+            output=_text(exc.stderr)[-2000:],
+        ) from None
+    except OSError as exc:
+        raise NpmError(
+            f"cannot run {npm}: {exc}",
+            command=command,
+            returncode=None,
+            output="",
+        ) from None
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _published_integrity(npm: str, spec: str) -> str:
+    args = ["view", spec, "dist.integrity", "--json"]
+    proc = _run_npm(npm, args, _NPM_VIEW_TIMEOUT)
+    if proc.returncode != 0:
+        error_code, summary = _npm_json_error(proc.stdout)
+        output = (proc.stdout + proc.stderr)[-2000:]
+        if error_code == "E404":
+            raise PackageNotFoundError(
+                f"the npm registry has no {spec} ({summary}). Check that this restate-server "
+                "version exists (`npm view "
+                f"{spec.rsplit('@', 1)[0]} versions`) and that npm uses a registry that "
+                f"mirrors it (`npm config get registry`), or set {SERVER_BIN_ENV}.",
+                command=[npm, *args],
+                returncode=proc.returncode,
+                output=output,
+            )
+        raise NpmError(
+            f"`npm view {spec}` failed (exit {proc.returncode}): {summary or output[-500:]}. "
+            f"Check your network and npm registry settings, or set {SERVER_BIN_ENV}.",
+            command=[npm, *args],
+            returncode=proc.returncode,
+            output=output,
+        )
+    try:
+        integrity = json.loads(proc.stdout) if proc.stdout.strip() else None
+    except ValueError:
+        integrity = proc.stdout.strip()
+    if not isinstance(integrity, str) or not integrity:
+        raise PackageNotFoundError(
+            f"the npm registry publishes no integrity hash for {spec} (is the version right?)",
+            command=[npm, *args],
+            returncode=proc.returncode,
+            output=proc.stdout[-2000:],
+        )
+    return integrity
+
+
+def _npm_json_error(stdout: str) -> tuple[str | None, str]:
+    """The `error.code` and `error.summary` of npm's `--json` error output, if any."""
+    try:
+        document = json.loads(stdout)
+    except ValueError:
+        return None, ""
+    if not isinstance(document, dict):
+        return None, ""
+    error = cast("dict[str, object]", document).get("error")
+    if not isinstance(error, dict):
+        return None, ""
+    code = cast("dict[str, object]", error).get("code")
+    summary = cast("dict[str, object]", error).get("summary")
+    return (
+        code if isinstance(code, str) else None,
+        summary if isinstance(summary, str) else "",
+    )
+
+
+def sha512_digests(integrity: str) -> list[bytes]:
+    """The sha512 digests in a Subresource-Integrity string (`sha512-<base64> ...`)."""
+    digests: list[bytes] = []
+    for token in integrity.split():
+        algorithm, _, value = token.partition("-")
+        if algorithm != "sha512":
+            continue
+        value = value.split("?", 1)[0]  # SRI allows `?options` after the hash
+        try:
+            digests.append(base64.b64decode(value, validate=True))
+        except ValueError:
+            continue
+    return digests
+
+
+def verify_integrity(tarball: Path, integrity: str) -> None:
+    """Check a file against a Subresource-Integrity string carrying a sha512.
+
+    Raises:
+        IntegrityError: No sha512 in `integrity`, or the file's sha512 differs.
+    """
+    expected = sha512_digests(integrity)
+    if not expected:
+        raise IntegrityError(f"the registry's integrity {integrity!r} carries no sha512 hash")
+    with tarball.open("rb") as f:
+        actual = hashlib.file_digest(f, "sha512").digest()
+    if actual not in expected:
+        raise IntegrityError(
+            f"{tarball.name} has sha512-{base64.b64encode(actual).decode()} but the registry "
+            f"publishes {integrity}: the download is corrupt or was tampered with. Nothing "
+            "was cached; retry, and if it persists check your npm registry or proxy."
+        )
+
+
+def _download(package: str, version: str, version_dir: Path) -> None:
+    """Download, verify and install `package@version` into `version_dir` (lock held)."""
+    npm = _find_npm()
+    spec = f"{package}@{version}"
+    _log.info("downloading %s with npm", spec)
+    integrity = _published_integrity(npm, spec)
+    workdir = Path(tempfile.mkdtemp(prefix=".download-", dir=version_dir))
+    try:
+        args = ["pack", spec, "--pack-destination", str(workdir), "--json"]
+        proc = _run_npm(npm, args, _NPM_PACK_TIMEOUT)
+        tarballs = sorted(workdir.glob("*.tgz"))
+        if proc.returncode != 0 or len(tarballs) != 1:
+            error_code, summary = _npm_json_error(proc.stdout)
+            output = (proc.stdout + proc.stderr)[-2000:]
+            error_type = PackageNotFoundError if error_code == "E404" else NpmError
+            raise error_type(
+                f"`npm pack {spec}` failed (exit {proc.returncode}): "
+                f"{summary or output[-500:]}. Check your network and npm registry settings, "
+                f"or set {SERVER_BIN_ENV}.",
+                command=[npm, *args],
+                returncode=proc.returncode,
+                output=output,
+            )
+        verify_integrity(tarballs[0], integrity)
+        staged = workdir / _BINARY_NAME
+        sha256 = _extract_binary(tarballs[0], staged)
+        try:
+            reported = _probe_version(staged)
+        except _ProbeFailedError as exc:
+            raise InvalidBinaryError(
+                f"the restate-server from {spec} does not run on this machine: {exc}"
+            ) from None
+        if reported != version:
+            raise InvalidBinaryError(f"{spec} holds restate-server {reported}, not {version}")
+        metadata = {
+            "package": package,
+            "version": version,
+            "integrity": integrity,
+            "sha256": sha256,
+        }
+        staged_metadata = workdir / _METADATA_NAME
+        staged_metadata.write_text(json.dumps(metadata, indent=2) + "\n")
+        # Binary first: a reader racing past the lock sees either the old pair, or a new binary
+        # with old metadata (a mismatch, which sends it to wait on the lock), never a torn file.
+        os.replace(staged, version_dir / _BINARY_NAME)
+        os.replace(staged_metadata, version_dir / _METADATA_NAME)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _extract_binary(tarball: Path, destination: Path) -> str:
+    """Write the tarball's restate-server to `destination` (mode 755); return its sha256."""
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            try:
+                member = tar.getmember(_TARBALL_MEMBER)
+            except KeyError:
+                raise InvalidBinaryError(f"{tarball.name} has no {_TARBALL_MEMBER}") from None
+            source = tar.extractfile(member) if member.isfile() else None
+            if source is None:
+                raise InvalidBinaryError(f"{_TARBALL_MEMBER} in {tarball.name} is not a file")
+            digest = hashlib.sha256()
+            fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+            with source, os.fdopen(fd, "wb") as out:
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InvalidBinaryError(f"cannot extract {tarball.name}: {exc}") from None
+    os.chmod(destination, 0o755)  # the umask may have dropped bits at creation
+    return digest.hexdigest()
