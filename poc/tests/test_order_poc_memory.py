@@ -68,5 +68,7 @@ async def test_a_declined_charge_reaches_the_caller_as_charge_declined(
 
 async def test_an_invalid_order_is_refused_before_it_is_submitted(engine: InMemoryEngine) -> None:
     with pytest.raises(PayloadInvalid) as info:
-        await order_workflow.start({"order_id": "", "customer": "x", "amount_cents": -5}, engine=engine)
+        await order_workflow.start(
+            {"order_id": "", "customer": "x", "amount_cents": -5}, engine=engine
+        )
     assert "order_id" in str(info.value) and "amount_cents" in str(info.value)

@@ -19,6 +19,7 @@ from ._exit import (
     decode_exit,
     exception_to_exit_json,
     exit_tag,
+    interrupted_json,
     success_json,
 )
 from ._step import Step
@@ -149,6 +150,30 @@ class Activity(Generic[P, R]):
         return f"<Activity {self.name!r}>"
 
 
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+class _Work:
+    """The running work of one attempt, so an engine can stop it (a race loser)."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Future[Any] | None = None
+        self.interrupted = False
+
+    def start(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
+        self.task = asyncio.ensure_future(work)
+        if self.interrupted:
+            self.task.cancel()
+        return self.task
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
 class ActivityCall(Step[R]):
     """An activity bound to its arguments: a `Step` that runs it with retries."""
 
@@ -159,16 +184,20 @@ class ActivityCall(Step[R]):
         self.activity = activity
         self._work = work
 
-    async def _attempt(self, state: RunState, attempt: int) -> EncodedExit:
+    async def _attempt(self, state: RunState, attempt: int, work: _Work) -> EncodedExit:
         act = self.activity
         info = ExecutionInfo(state.execution.workflow_name, state.execution.execution_id, attempt)
         with activity_scope(info):
             try:
                 if act._is_async:  # pyright: ignore[reportPrivateUsage]
-                    value = await cast(Awaitable[Any], self._work())
+                    value = await work.start(cast(Awaitable[Any], self._work()))
                 else:
-                    value = await asyncio.to_thread(self._work)
+                    value = await work.start(asyncio.to_thread(self._work))
                 exit = success_json(act.codec.encode(value))
+            except asyncio.CancelledError:
+                if not work.interrupted or _cancelling():
+                    raise
+                exit = interrupted_json()
             except Exception as exc:
                 exit = exception_to_exit_json(exc, act.errors)
         if (
@@ -183,10 +212,12 @@ class ActivityCall(Step[R]):
         act = self.activity
         attempt = 1
         while True:
+            work = _Work()
             invocation = ActivityInvocation(
                 name=self.name,
                 attempt=attempt,
-                run=functools.partial(self._attempt, state, attempt),
+                run=functools.partial(self._attempt, state, attempt, work),
+                interrupt=work.interrupt,
             )
             exit = await state.engine.activity_execute(state.execution, invocation)
             if (

@@ -95,11 +95,14 @@ class ActivityInvocation:
         run: Runs the work once and returns its encoded exit. It never raises for failures of
             the work (those are in the exit); it raises `ParkRequest` when the failure must
             park the execution, and control-flow exceptions escape untouched.
+        interrupt: Stops the work if it is running (a race loser): ``run`` then returns an
+            ``Interrupted`` exit. Engines that cancel the participant's task need not call it.
     """
 
     name: str
     attempt: int
     run: Callable[[], Awaitable[EncodedExit]]
+    interrupt: Callable[[], None] = lambda: None
 
 
 class RegisteredWorkflow(Protocol):
