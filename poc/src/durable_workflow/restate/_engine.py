@@ -321,7 +321,8 @@ class RestateEngine(BodyOperations):
         if not rows:
             return {}
         try:
-            failure = json.loads(str(rows[0].get("event_json"))).get("last_failure") or {}
+            event: dict[str, Any] = json.loads(str(rows[0].get("event_json")))
+            failure: dict[str, Any] = event.get("last_failure") or {}
         except ValueError:
             return {}
         return {
