@@ -166,15 +166,26 @@ def test_missing_npm_says_how_to_install_it(
 
 
 def test_concurrent_first_uses_download_once(fake_npm: FakeNpm) -> None:
-    env = {**os.environ, **fake_npm.env(), "FAKE_NPM_PACK_DELAY": "0.5"}
-    code = "from restate_harness import ensure_server_binary as e; print(e().source)"
+    env = {**os.environ, **fake_npm.env(), "FAKE_NPM_PACK_DELAY": "1.0"}
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from restate_harness import ensure_server_binary\n"
+        "print(ensure_server_binary().source)\n"
+    )
     children = [
-        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
-    sources = sorted(child.communicate(timeout=60)[0].strip() for child in children)
+    outputs = sorted(child.communicate(timeout=60) for child in children)
 
-    assert sources == ["cache", "download"]
+    assert [out.strip() for out, _ in outputs] == ["cache", "download"]
+    assert "waiting for another process" in outputs[0][1], "the second one waited on the lock"
     assert [call.split()[0] for call in fake_npm.calls()].count("pack") == 1
 
 
