@@ -48,7 +48,8 @@ def integration(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the site with mkdocs --strict; ``nox -s docs -- serve`` serves it locally."""
-    session.install("-e", ".[docs]")
+    # ruff (the lint extra) lets mkdocstrings format the rendered signatures.
+    session.install("-e", ".[docs,lint]")
     if session.posargs and session.posargs[0] == "serve":
         session.run("mkdocs", "serve", "--strict", "-a", "127.0.0.1:8000")
     else:
