@@ -9,7 +9,8 @@ does not show:
 
     <!-- sample: skip (needs a running restate-server) -->
 
-The reason in parentheses is required; a skipped sample shows up as a skipped test with it.
+The reason in parentheses is required; a skipped sample is still compiled, and shows up as a
+skipped test with its reason.
 
 What a sample prints can be shown in the fence that follows it, marked the same way; the test
 then compares the sample's standard output with that fence, line by line:
@@ -186,6 +187,8 @@ def _skipped_samples() -> list[Sample]:
 
 def test_samples_marked_skip_are_reported_with_their_reasons() -> None:
     skipped = _skipped_samples()
+    for sample in skipped:  # not run, but they must still be valid Python
+        compile(sample.code, f"{sample.path}:{sample.line}", "exec", ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     if skipped:
         pytest.skip("; ".join(f"{s.path.relative_to(ROOT)}:{s.line}: {s.skip}" for s in skipped))
 
