@@ -155,23 +155,49 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-class _Work:
-    """The running work of one attempt, so an engine can stop it (a race loser)."""
+_WorkKey = tuple[str, str, str, int]
+_RUNNING: dict[_WorkKey, set[_Work]] = {}
+"""Work in flight in this process, per (workflow, execution, activity, attempt)."""
 
-    def __init__(self) -> None:
+
+class _Work:
+    """The running work of one attempt, so an engine can stop it (a race loser).
+
+    Interrupting also stops any other run of the same attempt still going in this process:
+    an earlier replay of the body may have left it running (Restate's request/response mode
+    ends an attempt while a race's losers are still working).
+    """
+
+    def __init__(self, key: _WorkKey) -> None:
+        self.key = key
         self.task: asyncio.Future[Any] | None = None
         self.interrupted = False
 
     def start(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
         self.task = asyncio.ensure_future(work)
+        running = _RUNNING.setdefault(self.key, set())
+        running.add(self)
+        self.task.add_done_callback(lambda _: self._forget())
         if self.interrupted:
             self.task.cancel()
         return self.task
 
-    def interrupt(self) -> None:
+    def _forget(self) -> None:
+        running = _RUNNING.get(self.key)
+        if running is not None:
+            running.discard(self)
+            if not running:
+                del _RUNNING[self.key]
+
+    def _stop(self) -> None:
         self.interrupted = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+    def interrupt(self) -> None:
+        self._stop()
+        for other in list(_RUNNING.get(self.key, ())):
+            other._stop()
 
 
 class ActivityCall(Step[R]):
@@ -212,7 +238,8 @@ class ActivityCall(Step[R]):
         act = self.activity
         attempt = 1
         while True:
-            work = _Work()
+            execution = state.execution
+            work = _Work((execution.workflow_name, execution.execution_id, self.name, attempt))
             invocation = ActivityInvocation(
                 name=self.name,
                 attempt=attempt,

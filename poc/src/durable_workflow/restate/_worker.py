@@ -131,6 +131,19 @@ class _Race:
         self.blocked: set[asyncio.Task[Any]] = set()
         self.interrupts: dict[asyncio.Task[Any], list[Callable[[], None]]] = {}
 
+    def succeeded(self, owner: asyncio.Task[Any] | None) -> None:
+        """An activity of ``owner`` finished its work successfully: stop the others' work now.
+
+        In request/response mode the SDK ends an attempt only once every running ``ctx.run``
+        has finished, so waiting for the journal to name the winner would let the losers run
+        to their end. The journaled winner is still decided by Restate's completion order, in
+        which this success comes first (it is proposed before the losers' interruptions).
+        """
+        for task, hooks in self.interrupts.items():
+            if task is not owner and not task.done():
+                for hook in hooks:
+                    hook()
+
     async def wait(
         self, future: restate.RestateDurableFuture[Any], interrupt: Callable[[], None] | None
     ) -> Any:
@@ -184,6 +197,8 @@ class BodyOperations:
         """One ``ctx.run`` per attempt, named after the activity (``name#n`` for retries)."""
         ex = _as_execution(execution)
         name = activity.name if activity.attempt == 1 else f"{activity.name}#{activity.attempt}"
+        race = _RACE.get()
+        owner = asyncio.current_task() if race is not None else None
 
         async def action() -> bytes:
             try:
@@ -191,6 +206,8 @@ class BodyOperations:
             except ParkRequest as request:
                 raise ParkFailure(request.cause) from None
             if exit_tag(exit) == "Success":
+                if race is not None:
+                    race.succeeded(owner)
                 return json.dumps(exit.get("value")).encode()
             raise terminal_error(exit)
 

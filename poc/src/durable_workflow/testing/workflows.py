@@ -106,7 +106,14 @@ reserve = _recorder("reserve")
 charge = _recorder("charge")
 undo_reserve = _recorder("undo-reserve")
 undo_charge = _recorder("undo-charge")
-finalize = _recorder("finalize")
+
+
+@activity
+async def finalize(p: Probe, outcome: str) -> None:
+    """Record the outcome a finalizer saw (in an activity: a finalizer may be replayed)."""
+    store = effects()
+    store.record(f"{p.run}-steps", "finalize")
+    store.record(f"{p.run}-outcome", outcome)
 
 
 @activity(errors=[OutOfStock])
@@ -210,8 +217,7 @@ saga_wf = Workflow("CfSaga", payload=Probe, success=str, errors=[OutOfStock], id
 async def _saga_body(p: Probe) -> str:
     async def on_end(outcome: Success[str] | Failure) -> None:
         tag = "success" if isinstance(outcome, Success) else type(outcome.error).__name__
-        effects().record(f"{p.run}-outcome", tag)
-        await finalize(p)
+        await finalize(p, tag)
 
     add_finalizer(on_end)
     await reserve(p).with_compensation(lambda _: undo_reserve(p))
@@ -221,6 +227,7 @@ async def _saga_body(p: Probe) -> str:
         await approval.wait()
         return result
     except Exception as exc:
+        # Plain code in a body runs again on every replay: these records may repeat.
         effects().record(f"{p.run}-body-except", type(exc).__name__)
         raise
     finally:

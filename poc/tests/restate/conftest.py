@@ -1,0 +1,80 @@
+"""Fixtures for the Restate integration lane: native servers and service processes from the
+harness, and the conformance environment on top of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from restate_harness import RestateServer, ServeMode, ServiceProcess
+
+from durable_workflow.restate import RestateEngine
+from durable_workflow.testing import EFFECTS_ENV, SideEffects
+from durable_workflow.testing.workflows import ALL_WORKFLOWS
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass
+class Deployment:
+    """A server with the conformance app served and registered."""
+
+    server: RestateServer
+    service: ServiceProcess
+    effects: SideEffects
+
+
+def deploy(
+    tmp: Path, *, mode: ServeMode, forced_replay: bool = False, app: str = "conformance_app:app"
+) -> Iterator[Deployment]:
+    effects = SideEffects(tmp / "effects")
+    with (
+        RestateServer(forced_replay=forced_replay) as server,
+        ServiceProcess(
+            app, mode=mode, env={EFFECTS_ENV: str(effects.directory)}, pythonpath=[HERE]
+        ) as service,
+    ):
+        service.register(server)
+        yield Deployment(server, service, effects)
+
+
+@dataclass
+class RestateEnv:
+    """The conformance environment: real time, and replays forced by a service crash."""
+
+    engine: RestateEngine
+    effects: SideEffects
+    deployment: Deployment
+
+    async def advance(self, delta: timedelta) -> None:
+        await asyncio.sleep(delta.total_seconds())
+
+    async def force_replay(self) -> None:
+        service = self.deployment.service
+        await asyncio.to_thread(service.kill)
+        await asyncio.to_thread(service.restart)
+
+
+def client_engine(server: RestateServer) -> RestateEngine:
+    engine = RestateEngine(server.ingress_url, server.admin_url)
+    for workflow in ALL_WORKFLOWS:
+        engine.register(workflow)
+    return engine
+
+
+@pytest.fixture
+async def engine_for() -> AsyncIterator[list[RestateEngine]]:
+    engines: list[RestateEngine] = []
+    yield engines
+    for engine in engines:
+        await engine.aclose()
