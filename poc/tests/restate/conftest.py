@@ -10,11 +10,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from restate_harness import RestateServer, ServeMode, ServiceProcess
 
 from durable_workflow.restate import RestateEngine
 from durable_workflow.testing import EFFECTS_ENV, SideEffects
 from durable_workflow.testing.workflows import ALL_WORKFLOWS
+from restate_harness import RestateServer, ServeMode, ServiceProcess
 
 HERE = Path(__file__).parent
 
