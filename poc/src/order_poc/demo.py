@@ -1,0 +1,278 @@
+"""``nox -s demo``: the POC workflow, end to end, on a native restate-server.
+
+The story, told as it happens:
+
+1. an order is placed: the card is charged (an activity), the cooling-off period passes (a
+   durable sleep), a separate warehouse client confirms with the deferred's token (plain
+   HTTP), and the caller receives the receipt;
+2. the same again, with the service process killed (SIGKILL) in the middle of the sleep and
+   restarted: the workflow completes and the card was charged exactly once;
+3. a declined charge reaches the caller as the typed ``ChargeDeclined``.
+
+Every claim is checked; the exit status is 0 only if all of them held. ``--engine memory``
+runs the same workflow, unchanged, on the in-memory engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from durable_workflow import InMemoryEngine, RealClock, WorkflowEngine, use_engine
+
+from . import payments
+from .workflow import (
+    ChargeDeclined,
+    Order,
+    WarehouseConfirmation,
+    order_workflow,
+    warehouse_confirmed,
+)
+
+__all__ = ["main"]
+
+
+class Story:
+    """Prints numbered steps with the elapsed time and keeps the score of the checks."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.failed: list[str] = []
+
+    def say(self, text: str) -> None:
+        """One line of the story."""
+        print(f"[{time.monotonic() - self.start:6.2f}s] {text}", flush=True)
+
+    def title(self, text: str) -> None:
+        """A chapter heading."""
+        print(f"\n== {text} ==", flush=True)
+
+    def check(self, ok: bool, claim: str) -> None:
+        """Record a claim and whether it held."""
+        self.say(("  ok   " if ok else "  FAIL ") + claim)
+        if not ok:
+            self.failed.append(claim)
+
+
+async def _until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _new_order(amount_cents: int, cooling_off: float) -> Order:
+    return Order(
+        order_id=f"order-{uuid.uuid4().hex[:8]}",
+        customer="Ada",
+        amount_cents=amount_cents,
+        cooling_off_seconds=cooling_off,
+    )
+
+
+# -- on Restate -------------------------------------------------------------------------------
+
+
+async def _journal(engine: Any, execution_id: str) -> list[dict[str, Any]]:
+    """The execution's journal from Restate's system tables, with each entry's label (the
+    run or sleep name, or the promise key) and a sleep's wake-up time."""
+    rows: list[dict[str, Any]] = await engine.query(
+        "SELECT j.index, j.entry_type, j.name, j.entry_json "
+        "FROM sys_journal j JOIN sys_invocation i ON j.id = i.id "
+        f"WHERE i.target_service_name = 'Order' AND i.target_service_key = '{execution_id}' "
+        "AND i.target_handler_name = 'run' ORDER BY j.index"
+    )
+    for row in rows:
+        command: dict[str, Any] = json.loads(row.pop("entry_json") or "{}").get("Command") or {}
+        body: dict[str, Any] = next(iter(command.values()), {}) if command else {}
+        row["label"] = row.get("name") or body.get("key") or ""
+        if "wake_up_time" in body:
+            row["wake"] = datetime.fromtimestamp(body["wake_up_time"] / 1000, UTC)
+    return rows
+
+
+def _has(rows: list[dict[str, Any]], entry_type: str, label: str) -> bool:
+    return any(r["entry_type"] == entry_type and r["label"] == label for r in rows)
+
+
+def _confirm_in_another_process(story: Story, ingress: str, token: str) -> None:
+    story.say("warehouse (a separate process, plain HTTP) confirms with the token:")
+    story.say(
+        f"  curl -X POST {ingress}/DurableDeferred/complete -H 'content-type: application/json' "
+        f"""-d '{{"token": "{token[:16]}...", "value": {{"warehouse": "LIS", "slot": "A7"}}}}'"""
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "order_poc.warehouse", token, "--ingress", ingress],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    story.check(done.returncode == 0, f"the warehouse's request was accepted: {done.stdout.strip()}")
+
+
+async def _one_order(story: Story, engine: Any, ingress: str, *, crash: Any = None) -> None:
+    order = _new_order(4200, cooling_off=3.0)
+    execution_id = await order_workflow.start(order)
+    story.say(f"order {order.order_id} placed: execution id {execution_id}")
+    story.say(f"  (a Restate workflow: service 'Order', key '{execution_id}')")
+
+    charged = await _until(lambda: len(payments.charges(order.order_id)) == 1)
+    story.check(charged, "charge_card ran: the gateway recorded one charge")
+
+    async def sleeping() -> bool:
+        return _has(await _journal(engine, execution_id), "Command: Sleep", "cooling-off")
+
+    await _until(sleeping)
+    rows = await _journal(engine, execution_id)
+    wake = next((r["wake"] for r in rows if "wake" in r), None)
+    at = wake.strftime("%H:%M:%S.%f")[:-3] if wake else "?"
+    story.say(f"durable sleep 'cooling-off' for {order.cooling_off_seconds:g}s (a timer at {at} UTC)")
+
+    if crash is not None:
+        pid = crash.pid
+        crash.kill()
+        story.say(f"SIGKILL the service process (pid {pid}) in the middle of the sleep")
+        await asyncio.sleep(1.0)
+        crash.restart()
+        story.say(f"service restarted (pid {crash.pid}); Restate resumes the workflow from its journal")
+
+    async def waiting() -> bool:
+        return _has(await _journal(engine, execution_id), "Command: GetPromise", "warehouse-confirmed")
+
+    reached = await _until(waiting, timeout=30)
+    story.check(reached, "the sleep ended and the workflow waits for 'warehouse-confirmed'")
+    token = warehouse_confirmed.token_for(order_workflow, execution_id)
+    _confirm_in_another_process(story, ingress, token)
+
+    receipt = await order_workflow.execute(order)
+    story.say(f"receipt: {receipt.model_dump_json()}")
+    story.check(receipt.order_id == order.order_id, "the receipt is for this order")
+    charges = payments.charges(order.order_id)
+    story.check(
+        len(charges) == 1 and charges[0]["charge_id"] == receipt.charge_id,
+        f"the card was charged exactly once ({len(charges)} charge in the gateway's ledger)",
+    )
+    rows = await _journal(engine, execution_id)
+    story.say("the journal as Restate records it (sys_journal):")
+    for row in rows:
+        story.say(f"    {row['index']:>2}  {row['entry_type']:<26} {row['label']}")
+    runs = [r for r in rows if r["entry_type"] == "Command: Run" and r.get("name") == "charge_card"]
+    story.check(len(runs) == 1, "exactly one 'charge_card' entry in the journal")
+
+
+async def _declined(story: Story) -> None:
+    order = _new_order(payments.DECLINE_ABOVE_CENTS + 1, cooling_off=0)
+    story.say(f"order {order.order_id} for {order.amount_cents} cents (over the gateway's limit)")
+    try:
+        await order_workflow.execute(order)
+    except ChargeDeclined as declined:
+        story.say(f"caller received {declined!r}")
+        story.check(declined.reason == "amount over limit", "the typed error came back with its fields")
+    else:  # pragma: no cover - a failure of the story
+        story.check(False, "the declined charge raised ChargeDeclined")
+    story.check(payments.charges(order.order_id) == [], "nothing was charged")
+
+
+async def run_on_restate(story: Story, ledger: Path) -> None:
+    """The story on a native restate-server (fetched and started by the harness)."""
+    from restate_harness import RestateServer, ServiceProcess, ensure_server_binary
+
+    from durable_workflow.restate import RestateEngine
+
+    story.title("restate-server, natively (no Docker)")
+    binary = ensure_server_binary()
+    story.say(f"restate-server {binary.version} ({binary.source})")
+    env = {payments.LEDGER_ENV: str(ledger)}
+    with (
+        RestateServer() as server,
+        ServiceProcess("order_poc.app:app", mode="http2", env=env) as service,
+    ):
+        story.say(f"server up: ingress {server.ingress_url}, admin {server.admin_url}")
+        service.register(server)
+        story.say(f"service 'Order' served over HTTP/2 at {service.url} and registered")
+        engine = RestateEngine(server.ingress_url, server.admin_url)
+        engine.register(order_workflow)
+        try:
+            with use_engine(engine):
+                story.title("1. an order, end to end")
+                await _one_order(story, engine, server.ingress_url)
+                story.title("2. the same, with the service killed in the middle of the sleep")
+                await _one_order(story, engine, server.ingress_url, crash=service)
+                story.title("3. a declined charge")
+                await _declined(story)
+        finally:
+            await engine.aclose()
+    story.say("server and service stopped")
+
+
+async def run_in_memory(story: Story) -> None:
+    """The same workflow, unchanged, on the in-memory engine (real time)."""
+    story.title("the in-memory engine (same workflow module, no server)")
+    engine: WorkflowEngine = InMemoryEngine(clock=RealClock())
+    engine.register(order_workflow)
+    memory = engine
+    assert isinstance(memory, InMemoryEngine)
+    with use_engine(engine):
+        order = _new_order(4200, cooling_off=1.0)
+        execution_id = await order_workflow.start(order)
+        story.say(f"order {order.order_id} placed: execution id {execution_id}")
+        await memory.settle()
+        story.check(len(payments.charges(order.order_id)) == 1, "charge_card ran once")
+        story.say("durable sleep 'cooling-off' for 1s")
+        token = warehouse_confirmed.token_for(order_workflow, execution_id)
+        await warehouse_confirmed.succeed(token, WarehouseConfirmation(warehouse="LIS", slot="A7"))
+        story.say("warehouse confirmed with the token")
+        receipt = await order_workflow.execute(order)
+        story.say(f"receipt: {receipt.model_dump_json()}")
+        story.check(len(payments.charges(order.order_id)) == 1, "the card was charged exactly once")
+        story.say("the journal of the in-memory engine:")
+        for i, entry in enumerate(memory.journal("Order", execution_id)):
+            story.say(f"    {i:>2}  {entry.kind:<9} {entry.name}")
+        story.title("a declined charge")
+        await _declined(story)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; 0 if every check held."""
+    parser = argparse.ArgumentParser(prog="python -m order_poc.demo", description=__doc__)
+    parser.add_argument(
+        "--engine", choices=["restate", "memory"], default="restate", help="where to run it"
+    )
+    args = parser.parse_args(argv)
+    story = Story()
+    with tempfile.TemporaryDirectory(prefix="order-poc-") as tmp:
+        ledger = Path(tmp) / "ledger"
+        os.environ[payments.LEDGER_ENV] = str(ledger)
+        if args.engine == "memory":
+            asyncio.run(run_in_memory(story))
+        else:
+            asyncio.run(run_on_restate(story, ledger))
+    print()
+    if story.failed:
+        print(f"FAILED: {len(story.failed)} check(s) did not hold:")
+        for claim in story.failed:
+            print(f"  - {claim}")
+        return 1
+    print("All checks held: the portable workflow ran durably.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
