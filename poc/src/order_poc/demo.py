@@ -100,7 +100,8 @@ async def _journal(engine: Any, execution_id: str) -> list[dict[str, Any]]:
     )
     for row in rows:
         command: dict[str, Any] = json.loads(row.pop("entry_json") or "{}").get("Command") or {}
-        body: dict[str, Any] = next(iter(command.values()), {}) if command else {}
+        bodies: list[dict[str, Any]] = list(command.values())
+        body = bodies[0] if bodies else {}
         row["label"] = row.get("name") or body.get("key") or ""
         if "wake_up_time" in body:
             row["wake"] = datetime.fromtimestamp(body["wake_up_time"] / 1000, UTC)
@@ -124,7 +125,9 @@ def _confirm_in_another_process(story: Story, ingress: str, token: str) -> None:
         timeout=60,
         check=False,
     )
-    story.check(done.returncode == 0, f"the warehouse's request was accepted: {done.stdout.strip()}")
+    story.check(
+        done.returncode == 0, f"the warehouse's request was accepted: {done.stdout.strip()}"
+    )
 
 
 async def _one_order(story: Story, engine: Any, ingress: str, *, crash: Any = None) -> None:
@@ -143,7 +146,9 @@ async def _one_order(story: Story, engine: Any, ingress: str, *, crash: Any = No
     rows = await _journal(engine, execution_id)
     wake = next((r["wake"] for r in rows if "wake" in r), None)
     at = wake.strftime("%H:%M:%S.%f")[:-3] if wake else "?"
-    story.say(f"durable sleep 'cooling-off' for {order.cooling_off_seconds:g}s (a timer at {at} UTC)")
+    story.say(
+        f"durable sleep 'cooling-off' for {order.cooling_off_seconds:g}s (a timer at {at} UTC)"
+    )
 
     if crash is not None:
         pid = crash.pid
@@ -151,10 +156,14 @@ async def _one_order(story: Story, engine: Any, ingress: str, *, crash: Any = No
         story.say(f"SIGKILL the service process (pid {pid}) in the middle of the sleep")
         await asyncio.sleep(1.0)
         crash.restart()
-        story.say(f"service restarted (pid {crash.pid}); Restate resumes the workflow from its journal")
+        story.say(
+            f"service restarted (pid {crash.pid}); Restate resumes the workflow from its journal"
+        )
 
     async def waiting() -> bool:
-        return _has(await _journal(engine, execution_id), "Command: GetPromise", "warehouse-confirmed")
+        return _has(
+            await _journal(engine, execution_id), "Command: GetPromise", "warehouse-confirmed"
+        )
 
     reached = await _until(waiting, timeout=30)
     story.check(reached, "the sleep ended and the workflow waits for 'warehouse-confirmed'")
@@ -184,7 +193,9 @@ async def _declined(story: Story) -> None:
         await order_workflow.execute(order)
     except ChargeDeclined as declined:
         story.say(f"caller received {declined!r}")
-        story.check(declined.reason == "amount over limit", "the typed error came back with its fields")
+        story.check(
+            declined.reason == "amount over limit", "the typed error came back with its fields"
+        )
     else:  # pragma: no cover - a failure of the story
         story.check(False, "the declined charge raised ChargeDeclined")
     story.check(payments.charges(order.order_id) == [], "nothing was charged")
@@ -192,9 +203,8 @@ async def _declined(story: Story) -> None:
 
 async def run_on_restate(story: Story, ledger: Path) -> None:
     """The story on a native restate-server (fetched and started by the harness)."""
-    from restate_harness import RestateServer, ServiceProcess, ensure_server_binary
-
     from durable_workflow.restate import RestateEngine
+    from restate_harness import RestateServer, ServiceProcess, ensure_server_binary
 
     story.title("restate-server, natively (no Docker)")
     binary = ensure_server_binary()
