@@ -15,6 +15,10 @@ EXPECTED = {
     "now", "random", "uuid4", "current_attempt", "current_execution", "ExecutionInfo",
     # outcomes
     "Exit", "Success", "Failure", "Pending", "Done", "PollResult", "PollStatus",
+    # tracing
+    "enable_tracing", "disable_tracing",
+    # secrets
+    "use_secret_keys", "generate_secret_key",
     # tokens
     "encode_token", "decode_token",
     # engines
@@ -27,7 +31,7 @@ EXPECTED = {
     "WorkflowError", "WorkflowDefinitionError", "PayloadInvalid", "WorkflowNotRegistered",
     "ExecutionNotFound", "TokenError", "MalformedToken", "UnknownToken", "NondeterminismError",
     "DuplicateStepName", "EngineUnavailable", "OutsideWorkflow", "Defect", "Interrupted",
-    "InterruptSignal",
+    "InterruptSignal", "SecretKeyError", "SecretKeyMissing", "SecretKeyInvalid",
 }  # fmt: skip
 
 TYPE_ALIASES = {"Json", "EncodedExit", "EncodedPoll", "Exit", "PollResult", "PollStatus"}

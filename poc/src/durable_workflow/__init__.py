@@ -50,7 +50,15 @@ from ._errors import (
 from ._exit import EncodedExit, Exit, Failure, Success
 from ._memory import Clock, InMemoryEngine, JournalEntry, RealClock, VirtualClock
 from ._race import RaceResult, race_all
+from ._secrets import (
+    SecretKeyError,
+    SecretKeyInvalid,
+    SecretKeyMissing,
+    generate_secret_key,
+    use_secret_keys,
+)
 from ._step import Step
+from ._tracing import disable_tracing, enable_tracing
 from ._typed_error import TypedError
 from ._workflow import Done, Pending, PollResult, Workflow
 
@@ -85,6 +93,12 @@ __all__ = [
     "Done",
     "PollResult",
     "PollStatus",
+    # tracing
+    "enable_tracing",
+    "disable_tracing",
+    # secrets
+    "use_secret_keys",
+    "generate_secret_key",
     # tokens
     "encode_token",
     "decode_token",
@@ -122,4 +136,7 @@ __all__ = [
     "Defect",
     "Interrupted",
     "InterruptSignal",
+    "SecretKeyError",
+    "SecretKeyMissing",
+    "SecretKeyInvalid",
 ]

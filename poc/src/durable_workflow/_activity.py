@@ -23,6 +23,7 @@ from ._exit import (
     success_json,
 )
 from ._step import Step
+from ._tracing import set_outcome
 from ._typed_error import TypedError
 
 __all__ = ["Activity", "ActivityCall", "RetryPolicy", "activity", "clock_deferred_name"]
@@ -213,6 +214,24 @@ class ActivityCall(Step[R]):
     async def _attempt(self, state: RunState, attempt: int, work: _Work) -> EncodedExit:
         act = self.activity
         info = ExecutionInfo(state.execution.workflow_name, state.execution.execution_id, attempt)
+        trace = state.trace
+        if trace is None:
+            exit = await self._work_once(info, work)
+        else:
+            attributes = {"activity.name": self.name, "activity.attempt": attempt}
+            with trace.step(f"activity {self.name}", attributes) as span:
+                exit = await self._work_once(info, work)
+                set_outcome(span, exit)
+        if (
+            state.suspend_on_failure
+            and exit_tag(exit) != "Success"
+            and (attempt >= act.retry.max_attempts or not act.retry.retries(exit, act.errors))
+        ):
+            raise ParkRequest(exit)
+        return exit
+
+    async def _work_once(self, info: ExecutionInfo, work: _Work) -> EncodedExit:
+        act = self.activity
         with activity_scope(info):
             try:
                 if act._is_async:  # pyright: ignore[reportPrivateUsage]
@@ -226,12 +245,6 @@ class ActivityCall(Step[R]):
                 exit = interrupted_json()
             except Exception as exc:
                 exit = exception_to_exit_json(exc, act.errors)
-        if (
-            state.suspend_on_failure
-            and exit_tag(exit) != "Success"
-            and (attempt >= act.retry.max_attempts or not act.retry.retries(exit, act.errors))
-        ):
-            raise ParkRequest(exit)
         return exit
 
     async def run_encoded(self, state: RunState) -> EncodedExit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from ._activity import clock_deferred_name
@@ -28,7 +29,18 @@ class ClockSleep(Step[None]):
 
     async def run_encoded(self, state: RunState) -> EncodedExit:
         await state.engine.schedule_clock(state.execution, self.name, self.duration)
-        return await state.engine.deferred_result(state.execution, clock_deferred_name(self.name))
+        exit = await state.engine.deferred_result(state.execution, clock_deferred_name(self.name))
+        trace = state.trace
+        if trace is not None and not state.engine.is_replaying(state.execution):
+            started = time.time_ns() - int(self.duration.total_seconds() * 1e9)
+            trace.emit(
+                f"sleep {self.name}",
+                {"clock.name": self.name, "clock.duration_s": self.duration.total_seconds()},
+                step=f"clock:{self.name}",
+                exit=exit,
+                start_ns=started,
+            )
+        return exit
 
     def decode(self, exit: EncodedExit) -> None:
         if exit_tag(exit) != "Success":

@@ -7,19 +7,16 @@ offending field named, and not deep inside a run.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import pydantic
 from pydantic import TypeAdapter, ValidationError
 
 from ._errors import PayloadInvalid, WorkflowDefinitionError
+from ._json import Json, JsonObject
+from ._secrets import has_sealed, seal, unseal
 
-__all__ = ["Json", "JsonObject", "Codec", "validation_errors"]
-
-Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | None"
-"""A value that is valid JSON once serialized: what engines store and transport."""
-
-JsonObject: TypeAlias = "dict[str, Json]"
+__all__ = ["Json", "JsonObject", "Codec", "validation_errors", "schema_has_secret"]
 
 T = TypeVar("T")
 
@@ -47,6 +44,19 @@ def _field_problem(tp: object, path: str) -> str | None:
     return None
 
 
+def schema_has_secret(schema: object) -> bool:
+    """Whether a JSON schema contains a secret field (pydantic's ``SecretStr``/``SecretBytes``
+    are described as ``"format": "password"``)."""
+    if isinstance(schema, dict):
+        node = cast(dict[str, object], schema)
+        if node.get("format") == "password" and node.get("writeOnly"):
+            return True
+        return any(schema_has_secret(v) for v in node.values())
+    if isinstance(schema, list):
+        return any(schema_has_secret(v) for v in cast(list[object], schema))
+    return False
+
+
 class Codec(Generic[T]):
     """Encodes one declared type to `Json` and decodes it back, with pydantic.
 
@@ -58,7 +68,7 @@ class Codec(Generic[T]):
         WorkflowDefinitionError: ``tp`` (or a field inside it) cannot be encoded as JSON.
     """
 
-    __slots__ = ("_adapter", "tp", "what")
+    __slots__ = ("_adapter", "has_secrets", "tp", "what")
 
     def __init__(self, tp: Any, what: str) -> None:
         self.tp = tp
@@ -73,6 +83,7 @@ class Codec(Generic[T]):
         problem = _field_problem(tp, name)
         if problem is not None:
             raise WorkflowDefinitionError(f"{what}: field {problem} cannot be encoded as JSON")
+        self.has_secrets = schema_has_secret(self._adapter.json_schema(mode="serialization"))
 
     def validate(self, value: object) -> T:
         """Validate (and coerce) a value of the declared type.
@@ -89,12 +100,17 @@ class Codec(Generic[T]):
         """Validate a value and turn it into `Json`."""
         validated = self.validate(value)
         try:
-            return cast(Json, self._adapter.dump_python(validated, mode="json"))
+            encoded = cast(Json, self._adapter.dump_python(validated, mode="json"))
         except Exception as exc:  # serializer errors name the field in their message
             raise PayloadInvalid(
                 self.what, [{"loc": (), "msg": str(exc), "type": "serialization"}]
             ) from exc
+        if self.has_secrets:
+            encoded = seal(encoded, self._adapter.dump_python(validated, mode="python"))
+        return encoded
 
     def decode(self, data: Json) -> T:
-        """Turn `Json` read from the journal back into the declared type."""
+        """Turn `Json` read from the journal back into the declared type (secrets decrypted)."""
+        if self.has_secrets or has_sealed(data):
+            return self.validate(unseal(data))
         return self.validate(data)

@@ -20,6 +20,7 @@ from ._errors import DuplicateStepName, OutsideWorkflow
 if TYPE_CHECKING:
     from ._engine import Execution, WorkflowEngine
     from ._exit import Failure, Success
+    from ._tracing import ExecutionTrace
 
 __all__ = [
     "RunState",
@@ -46,6 +47,7 @@ class RunState:
     engine: WorkflowEngine
     execution: Execution
     suspend_on_failure: bool = False
+    trace: ExecutionTrace | None = None
     compensations: list[Callable[[], Awaitable[object]]] = field(default_factory=lambda: [])
     finalizers: list[Finalizer] = field(default_factory=lambda: [])
     step_names: set[tuple[str, str]] = field(default_factory=lambda: set())

@@ -71,7 +71,18 @@ class DeferredWait(Step[T]):
         return None
 
     async def run_encoded(self, state: RunState) -> EncodedExit:
-        return await state.engine.deferred_result(state.execution, self.name)
+        trace = state.trace
+        if trace is not None:
+            trace.mark(f"deferred:{self.name}")
+        exit = await state.engine.deferred_result(state.execution, self.name)
+        if trace is not None and not state.engine.is_replaying(state.execution):
+            trace.emit(
+                f"deferred {self.name}",
+                {"deferred.name": self.name},
+                step=f"deferred:{self.name}",
+                exit=exit,
+            )
+        return exit
 
     def decode(self, exit: EncodedExit) -> T:
         return decode_exit(exit, self.deferred.codec, self.deferred.errors).result()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import random as _random
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,6 +66,11 @@ class Execution(Protocol):
     @property
     def execution_id(self) -> str:
         """The deterministic execution id (the Restate workflow key on Restate)."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Headers recorded with the submission (W3C ``traceparent``, start time), durable."""
         ...
 
 
@@ -152,11 +157,14 @@ class WorkflowEngine(Protocol):
         *,
         discard: bool = False,
         parent: Execution | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> EncodedExit | None:
         """Start the execution unless it exists, then wait for its exit (``None`` if discard).
 
         With ``parent`` set, the call is a child workflow of that execution, journaled in the
-        parent; interrupting the parent interrupts it while unfinished.
+        parent; interrupting the parent interrupts it while unfinished. ``headers`` are kept
+        with a new execution (see `Execution.headers`); for a child they must be the same on
+        every replay.
         """
         ...
 
@@ -215,6 +223,11 @@ class WorkflowEngine(Protocol):
 
     def park(self, execution: Execution, cause: EncodedExit) -> NoReturn:
         """Stop the run and park the execution with ``cause`` until ``resume``."""
+        ...
+
+    def is_replaying(self, execution: Execution) -> bool:
+        """Whether the last durable operation's outcome was read back from the journal
+        (then no span is emitted for it: it was traced when it happened)."""
         ...
 
 

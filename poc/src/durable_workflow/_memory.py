@@ -17,7 +17,7 @@ import hashlib
 import heapq
 import itertools
 import random as _random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -153,6 +153,7 @@ class _Exec:
     deferreds: dict[str, EncodedExit] = field(default_factory=lambda: {})
     interrupt_requested: bool = False
     interrupt_delivered: bool = False
+    headers: dict[str, str] = field(default_factory=lambda: {})
     children: list[_Exec] = field(default_factory=lambda: [])
     waiting_parents: list[_Exec] = field(default_factory=lambda: [])
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -168,6 +169,7 @@ class _Run:
         self.ex = ex
         self.cursor = 0
         self.counters: dict[str, int] = {}
+        self.replayed = False
 
     @property
     def workflow_name(self) -> str:
@@ -176,6 +178,10 @@ class _Run:
     @property
     def execution_id(self) -> str:
         return self.ex.execution_id
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.ex.headers
 
     def next_name(self, kind: str) -> str:
         n = self.counters.get(kind, 0) + 1
@@ -233,10 +239,11 @@ class InMemoryEngine:
 
     # -- driving bodies ---------------------------------------------------------------------
 
-    def _start(self, ex: _Exec, payload: Json) -> None:
+    def _start(self, ex: _Exec, payload: Json, headers: Mapping[str, str] | None) -> None:
         if not ex.started:
             ex.started = True
             ex.payload = payload
+            ex.headers = dict(headers or {})
             self._schedule(ex)
 
     def _schedule(self, ex: _Exec) -> None:
@@ -315,7 +322,10 @@ class InMemoryEngine:
         ex = run.ex
         key = (kind, name, attempt)
         if _IN_RACE.get():
-            return ex.results.get(key)
+            cached = ex.results.get(key)
+            run.replayed = cached is not None
+            return cached
+        run.replayed = run.cursor < len(ex.order)
         if run.cursor < len(ex.order):
             expected = ex.order[run.cursor]
             if expected[0] == "interrupt" and expected[1] == f"{kind}:{name}":
@@ -365,12 +375,13 @@ class InMemoryEngine:
         *,
         discard: bool = False,
         parent: Execution | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> EncodedExit | None:
         """Start (or join) an execution; wait for its exit unless ``discard``."""
         if isinstance(parent, _Run):
-            return await self._child(parent, workflow, execution_id, payload, discard)
+            return await self._child(parent, workflow, execution_id, payload, discard, headers)
         ex = self._get(workflow, execution_id, create=True)
-        self._start(ex, payload)
+        self._start(ex, payload, headers)
         if discard:
             return None
         await ex.done.wait()
@@ -378,7 +389,13 @@ class InMemoryEngine:
         return ex.exit
 
     async def _child(
-        self, run: _Run, workflow: str, execution_id: str, payload: Json, discard: bool
+        self,
+        run: _Run,
+        workflow: str,
+        execution_id: str,
+        payload: Json,
+        discard: bool,
+        headers: Mapping[str, str] | None,
     ) -> EncodedExit:
         name = f"{workflow}/{execution_id}"
         cached = self._step(run, "child", name)
@@ -387,7 +404,7 @@ class InMemoryEngine:
         child = self._get(workflow, execution_id, create=True)
         if child not in run.ex.children:
             run.ex.children.append(child)
-        self._start(child, payload)
+        self._start(child, payload, headers)
         if discard:
             exit = success_json(execution_id)
             self._record(run, "child", name, 0, exit)
@@ -522,6 +539,7 @@ class InMemoryEngine:
                 winner = pick_race_winner(finished, len(tasks))
                 if winner is not None:
                     self._record(run, "race", name, 0, {"index": winner[0], "exit": winner[1]})
+                    run.replayed = False
                     return winner
             raise _Suspend()
         finally:
@@ -549,6 +567,10 @@ class InMemoryEngine:
     def park(self, execution: Execution, cause: EncodedExit) -> NoReturn:
         """Park the execution with ``cause`` until `resume`."""
         self._park(cause)
+
+    def is_replaying(self, execution: Execution) -> bool:
+        """Whether the last step's outcome came from the journal."""
+        return _as_run(execution).replayed
 
 
 def _as_run(execution: Execution) -> _Run:

@@ -54,5 +54,14 @@ async def race_all(name: str, steps: Sequence[Step[T]]) -> RaceResult[T]:
     state = run_state("race_all()")
     state.claim("race", name)
     participants = [functools.partial(step.participate, state) for step in steps]
+    if state.trace is not None:
+        state.trace.mark(f"race:{name}")
     index, exit = await state.engine.race(state.execution, name, participants)
+    if state.trace is not None and not state.engine.is_replaying(state.execution):
+        state.trace.emit(
+            f"race {name}",
+            {"race.name": name, "race.winner": index},
+            step=f"race:{name}",
+            exit=exit,
+        )
     return RaceResult(index, steps[index].decode(exit))

@@ -8,8 +8,9 @@ from typing import Any, ClassVar, Self, cast
 import pydantic
 from pydantic import ValidationError
 
-from ._codec import Json, JsonObject, validation_errors
+from ._codec import Json, JsonObject, schema_has_secret, validation_errors
 from ._errors import PayloadInvalid, WorkflowDefinitionError
+from ._secrets import seal, unseal
 
 __all__ = ["TypedError"]
 
@@ -123,7 +124,10 @@ class TypedError(Exception):
     def to_json(self) -> JsonObject:
         """Encode as ``{"_tag": <tag>, <field>: <json>, ...}``."""
         model = type(self).fields_model()
-        dumped = cast(JsonObject, model(**self.field_values()).model_dump(mode="json"))
+        instance = model(**self.field_values())
+        dumped = cast(JsonObject, instance.model_dump(mode="json"))
+        if schema_has_secret(model.model_json_schema(mode="serialization")):
+            dumped = cast(JsonObject, seal(dumped, instance.model_dump(mode="python")))
         return {"_tag": type(self).__error_tag__, **dumped}
 
     @classmethod
@@ -133,5 +137,5 @@ class TypedError(Exception):
             raise PayloadInvalid(
                 f"error {cls.__name__}", [{"loc": (), "msg": "expected an object", "type": "type"}]
             )
-        fields = {k: v for k, v in data.items() if k != "_tag"}
+        fields = {k: unseal(v) for k, v in data.items() if k != "_tag"}
         return cls(**fields)

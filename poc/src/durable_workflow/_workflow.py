@@ -27,7 +27,9 @@ from ._exit import (
     interrupted_json,
     success_json,
 )
+from ._secrets import SecretKeyError
 from ._step import Step
+from ._tracing import ExecutionTrace, client_span, tracing_enabled
 from ._typed_error import TypedError
 
 __all__ = ["Workflow", "Pending", "Done", "PollResult"]
@@ -191,9 +193,12 @@ class Workflow(Generic[P, R]):
             return await _ChildCall(self, payload, discard=False)
         encoded = self.payload_codec.encode(payload)
         execution_id = self.execution_id(payload)
-        exit = await self._engine(engine).execute(self._name, execution_id, encoded)
-        assert exit is not None
-        return self.decode_exit(exit, execution_id).result()
+        with client_span("execute", self._name, execution_id) as headers:
+            exit = await self._engine(engine).execute(
+                self._name, execution_id, encoded, headers=headers
+            )
+            assert exit is not None
+            return self.decode_exit(exit, execution_id).result()
 
     async def start(self, payload: P | Any, *, engine: WorkflowEngine | None = None) -> str:
         """Start the workflow for ``payload`` without waiting; return the execution id.
@@ -210,7 +215,10 @@ class Workflow(Generic[P, R]):
             return await _ChildCall(self, payload, discard=True)
         encoded = self.payload_codec.encode(payload)
         execution_id = self.execution_id(payload)
-        await self._engine(engine).execute(self._name, execution_id, encoded, discard=True)
+        with client_span("start", self._name, execution_id) as headers:
+            await self._engine(engine).execute(
+                self._name, execution_id, encoded, discard=True, headers=headers
+            )
         return execution_id
 
     async def poll(
@@ -266,7 +274,12 @@ class Workflow(Generic[P, R]):
                 "durable_workflow.WorkflowDefinitionError",
                 f"workflow {self._name!r} has no body attached in this process",
             )
-        state = RunState(engine, execution, suspend_on_failure=self.suspend_on_failure)
+        trace = (
+            ExecutionTrace(self._name, execution.execution_id, execution.headers)
+            if tracing_enabled()
+            else None
+        )
+        state = RunState(engine, execution, suspend_on_failure=self.suspend_on_failure, trace=trace)
         with body_scope(state):
             exit = await self._run_body(state, payload)
             if exit_tag(exit) != "Success":
@@ -275,6 +288,8 @@ class Workflow(Generic[P, R]):
                 )
             typed = self.decode_exit(exit, execution.execution_id)
             exit = await _run_all(state.finalizers, lambda f: f(typed), exit, "finalizer")
+            if trace is not None:
+                trace.finish(exit)
             return exit
 
     async def _run_body(self, state: RunState, payload: Json) -> EncodedExit:
@@ -286,8 +301,12 @@ class Workflow(Generic[P, R]):
             return interrupted_json()
         except Exception as exc:
             exit = exception_to_exit_json(exc, self.errors)
-            parks = self.suspend_on_failure or (
-                not self.capture_defects and exit_tag(exit) == "Defect"
+            # A key that is missing or wrong here is configuration, not the workflow's fault:
+            # park until the worker has the right key, instead of failing with garbage.
+            parks = (
+                self.suspend_on_failure
+                or isinstance(exc, SecretKeyError)
+                or (not self.capture_defects and exit_tag(exit) == "Defect")
             )
             if parks:
                 state.engine.park(state.execution, exit)
@@ -326,14 +345,29 @@ class _ChildCall(Step[Any]):
         super().__init__(f"{workflow.name}/{self.child_id}")
 
     async def run_encoded(self, state: RunState) -> EncodedExit:
+        trace = state.trace
+        child = self.workflow.name
+        headers = trace.child_headers(child, self.child_id) if trace is not None else None
+        if trace is not None:
+            trace.mark(self.name)
         exit = await state.engine.execute(
-            self.workflow.name,
+            child,
             self.child_id,
             self.payload_json,
             discard=self.discard,
             parent=state.execution,
+            headers=headers,
         )
-        return exit if exit is not None else success_json(self.child_id)
+        exit = exit if exit is not None else success_json(self.child_id)
+        if trace is not None and not state.engine.is_replaying(state.execution):
+            trace.emit(
+                f"child {child}",
+                {"child.workflow": child, "child.execution_id": self.child_id},
+                step=self.name,
+                exit=exit,
+                span_id=trace.child_span_id(child, self.child_id),
+            )
+        return exit
 
     def decode(self, exit: EncodedExit) -> Any:
         if self.discard:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, cast
 
 import httpx
@@ -234,17 +234,21 @@ class RestateEngine(BodyOperations):
         *,
         discard: bool = False,
         parent: Execution | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> EncodedExit | None:
-        """Submit ``run`` for the key (Restate deduplicates), then attach unless ``discard``."""
+        """Submit ``run`` for the key (Restate deduplicates), then attach unless ``discard``.
+
+        ``headers`` (trace context) go with the submission; Restate journals them.
+        """
         if parent is not None:
-            return await self._child(parent, workflow, execution_id, payload, discard)
+            return await self._child(parent, workflow, execution_id, payload, discard, headers)
         self._require(workflow)
         path = self._path(workflow, execution_id)
         response = await self._request(
             "POST",
             f"{self.ingress_url}/{path}/run/send",
             content=json.dumps(payload),
-            headers={"content-type": "application/json"},
+            headers={**(headers or {}), "content-type": "application/json"},
         )
         if response.status_code == 404:
             raise WorkflowNotRegistered(workflow, None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random as _random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
@@ -86,6 +86,12 @@ class RestateExecution:
         self.clocks: dict[str, restate.RestateDurableSleepFuture] = {}
         self.children: list[str] = []
         self.interrupted = False
+        raw = ctx.request().headers
+        self._headers = {
+            k.lower(): v
+            for k, v in raw.items()
+            if k.lower() in ("traceparent", "tracestate") or k.lower().startswith("x-durable-")
+        }
 
     @property
     def workflow_name(self) -> str:
@@ -96,6 +102,11 @@ class RestateExecution:
     def execution_id(self) -> str:
         """The execution id (the Restate workflow key)."""
         return self._execution_id
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Trace headers of the submission (journaled by Restate with the invocation input)."""
+        return self._headers
 
 
 def _as_execution(execution: Execution) -> RestateExecution:
@@ -323,13 +334,29 @@ class BodyOperations:
         """Fail the attempt with a retryable error; the workflow's retry policy pauses it."""
         raise ParkFailure(cause)
 
+    def is_replaying(self, execution: Execution) -> bool:
+        """Whether the SDK's state machine is still replaying the journal."""
+        vm: Any = getattr(_as_execution(execution).ctx, "vm", None)
+        return bool(vm.is_replaying()) if vm is not None else False
+
     async def _child(
-        self, execution: Execution, workflow: str, execution_id: str, payload: Json, discard: bool
+        self,
+        execution: Execution,
+        workflow: str,
+        execution_id: str,
+        payload: Json,
+        discard: bool,
+        headers: Mapping[str, str] | None = None,
     ) -> EncodedExit:
         """A child workflow: a journaled send to its ``run``, then attach unless ``discard``."""
         ex = _as_execution(execution)
         body = json.dumps(payload).encode()
-        handle = _command(lambda: ex.ctx.generic_send(workflow, "run", body, key=execution_id))
+        send_headers = dict(headers) if headers else None
+        handle = _command(
+            lambda: ex.ctx.generic_send(
+                workflow, "run", body, key=execution_id, headers=send_headers
+            )
+        )
         try:
             invocation_id = await handle.invocation_id()
         except TerminalError as err:
