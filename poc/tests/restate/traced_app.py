@@ -1,0 +1,168 @@
+"""A traced worker: workflows with every kind of step, spans written to a JSON-lines file.
+
+The file (``DW_SPANS_FILE``) is written span by span (SimpleSpanProcessor), so a test can
+read what a process exported even after it was killed. Secrets come from ``DW_SECRET_KEYS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from datetime import timedelta
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from pydantic import BaseModel, SecretStr
+
+from durable_workflow import (
+    DurableClock,
+    DurableDeferred,
+    RetryPolicy,
+    TypedError,
+    Workflow,
+    activity,
+    current_attempt,
+    enable_tracing,
+)
+from durable_workflow.restate import RestateEngine
+from durable_workflow.testing import SideEffects
+
+SPANS_ENV = "DW_SPANS_FILE"
+
+
+class FileSpanExporter(SpanExporter):
+    """Appends one JSON object per finished span to a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with open(self.path, "a", encoding="utf-8") as out:
+            for span in spans:
+                out.write(json.dumps(span_record(span)) + "\n")
+        return SpanExportResult.SUCCESS
+
+
+def span_record(span: ReadableSpan) -> dict[str, object]:
+    """The parts of a span the tests compare."""
+    context = span.get_span_context()
+    assert context is not None
+    return {
+        "name": span.name,
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
+        "attributes": dict(span.attributes or {}),
+        "status": span.status.status_code.name,
+        "events": [dict(e.attributes or {}) for e in span.events],
+        "pid": os.getpid(),
+    }
+
+
+class Job(BaseModel):
+    """The traced workflow's payload."""
+
+    id: str
+    nap_s: float = 1.0
+
+
+class Flaky(TypedError):
+    """Fails the first attempt."""
+
+    attempt: int
+
+
+def effects() -> SideEffects:
+    """Side effects of this process (from DW_SIDE_EFFECTS_DIR)."""
+    return SideEffects.from_env()
+
+
+@activity(errors=[Flaky], retry=RetryPolicy(max_attempts=2))
+async def fetch(job: Job) -> str:
+    """Fails on attempt 1, succeeds on attempt 2."""
+    effects().record(f"{job.id}-fetch", str(current_attempt()))
+    if current_attempt() == 1:
+        raise Flaky(attempt=1)
+    return f"fetched {job.id}"
+
+
+@activity
+async def store(job: Job) -> str:
+    """Records and returns."""
+    effects().record(f"{job.id}-store")
+    return f"stored {job.id}"
+
+
+approval = DurableDeferred("approval", success=str)
+child_wf = Workflow("TracedChild", payload=Job, success=str, idempotency_key=lambda j: j.id)
+parent_wf = Workflow("Traced", payload=Job, success=str, idempotency_key=lambda j: j.id)
+
+
+@child_wf.body
+async def _child(job: Job) -> str:
+    await DurableClock.sleep("child-nap", timedelta(seconds=0.2))
+    return await store(job)
+
+
+@parent_wf.body
+async def _parent(job: Job) -> str:
+    fetched = await fetch(job)
+    await DurableClock.sleep("nap", timedelta(seconds=job.nap_s))
+    approved_by = await approval.wait()
+    stored = await child_wf.execute(Job(id=f"{job.id}-child"))
+    return f"{fetched}, {stored}, approved by {approved_by}"
+
+
+class Card(BaseModel):
+    """A payment card; the number is a secret."""
+
+    holder: str
+    number: SecretStr
+
+
+class Payment(BaseModel):
+    """The secret workflow's payload."""
+
+    order_id: str
+    card: Card
+
+
+class Receipt(BaseModel):
+    """The secret workflow's result."""
+
+    order_id: str
+    network_token: SecretStr
+    pin: SecretStr
+
+
+@activity
+async def authorize(payment: Payment) -> SecretStr:
+    """Returns a network token (a secret)."""
+    return SecretStr(f"tok-{payment.order_id}-9f3c")
+
+
+pin_entry = DurableDeferred("pin", success=SecretStr)
+payments = Workflow(
+    "SecretPayments", payload=Payment, success=Receipt, idempotency_key=lambda p: p.order_id
+)
+
+
+@payments.body
+async def _pay(payment: Payment) -> Receipt:
+    token = await authorize(payment)
+    pin = await pin_entry.wait()
+    return Receipt(order_id=payment.order_id, network_token=token, pin=pin)
+
+
+ALL = [parent_wf, child_wf, payments]
+
+if os.environ.get(SPANS_ENV):
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(os.environ[SPANS_ENV])))
+    enable_tracing(provider)
+
+engine = RestateEngine()
+for workflow in ALL:
+    engine.register(workflow)
+app = engine.app()
