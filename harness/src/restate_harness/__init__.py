@@ -7,10 +7,12 @@
 - The pytest plugin (`restate_harness.pytest_plugin`, auto-loaded) offers fixtures.
 
 Example:
-    >>> from restate_harness import RestateServer, ServiceProcess
-    >>> with RestateServer() as server, ServiceProcess("my_app:app") as service:  # doctest: +SKIP
-    ...     service.register(server)
-    ...     httpx.post(f"{server.ingress_url}/Greeter/greet", json="world")
+    ```python
+    from restate_harness import RestateServer, ServiceProcess
+    with RestateServer() as server, ServiceProcess("my_app:app") as service:
+        service.register(server)
+        httpx.post(f"{server.ingress_url}/Greeter/greet", json="world")
+    ```
 """
 
 from ._admin import AsyncRestateAdmin, Deployment, InvocationAction, RestateAdmin

@@ -108,9 +108,11 @@ class RestateAdmin:
         timeout: Seconds to wait for each request.
 
     Example:
-        >>> with RestateAdmin(server.admin_url) as admin:  # doctest: +SKIP
-        ...     admin.register_deployment("http://127.0.0.1:9080", http1_1=True)
-        ...     rows = admin.query("SELECT id, status FROM sys_invocation")
+        ```python
+        with RestateAdmin(server.admin_url) as admin:
+            admin.register_deployment("http://127.0.0.1:9080", http1_1=True)
+            rows = admin.query("SELECT id, status FROM sys_invocation")
+        ```
     """
 
     def __init__(self, admin_url: str, *, timeout: float = 30.0) -> None:
@@ -207,8 +209,10 @@ class AsyncRestateAdmin:
         timeout: Seconds to wait for each request.
 
     Example:
-        >>> async with AsyncRestateAdmin(server.admin_url) as admin:  # doctest: +SKIP
-        ...     await admin.pause_invocation(invocation_id)
+        ```python
+        async with AsyncRestateAdmin(server.admin_url) as admin:
+            await admin.pause_invocation(invocation_id)
+        ```
     """
 
     def __init__(self, admin_url: str, *, timeout: float = 30.0) -> None:

@@ -164,9 +164,11 @@ def ensure_server_binary(
         IntegrityError: The tarball does not match the published sha512.
 
     Example:
-        >>> binary = ensure_server_binary()  # doctest: +SKIP
-        >>> binary.path.name
-        'restate-server'
+        ```python
+        binary = ensure_server_binary()
+        binary.path.name
+        # 'restate-server'
+        ```
     """
     env_value = os.environ.get(SERVER_BIN_ENV)
     if env_value:

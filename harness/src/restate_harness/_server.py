@@ -74,9 +74,11 @@ class RestateServer(ManagedProcess):
         stop_timeout: Seconds between SIGTERM and SIGKILL in `stop()`.
 
     Example:
-        >>> with RestateServer() as server:  # doctest: +SKIP
-        ...     service.register(server)
-        ...     httpx.post(f"{server.ingress_url}/Greeter/greet", json="world")
+        ```python
+        with RestateServer() as server:
+            service.register(server)
+            httpx.post(f"{server.ingress_url}/Greeter/greet", json="world")
+        ```
     """
 
     _startup_error: ClassVar[type[StartupError]] = ServerStartupError
@@ -210,8 +212,10 @@ class RestateServer(ManagedProcess):
         """A client for this node's admin API: deployments, invocations, SQL.
 
         Example:
-            >>> server.admin.query("SELECT id, status FROM sys_invocation")  # doctest: +SKIP
-            [{'id': 'inv_1...', 'status': 'suspended'}]
+            ```python
+            server.admin.query("SELECT id, status FROM sys_invocation")
+            # [{'id': 'inv_1...', 'status': 'suspended'}]
+            ```
         """
         self._require_prepared()
         if self._admin is None:

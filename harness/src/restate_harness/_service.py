@@ -46,8 +46,10 @@ class ServiceProcess(ManagedProcess):
         graceful_timeout: Seconds the server gives open requests to finish after SIGINT.
 
     Example:
-        >>> with RestateServer() as server, ServiceProcess("my_service:app") as service:
-        ...     service.register(server)  # doctest: +SKIP
+        ```python
+        with RestateServer() as server, ServiceProcess("my_service:app") as service:
+            service.register(server)
+        ```
     """
 
     _stop_signal: ClassVar[signal.Signals] = signal.SIGINT

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 PollStatus: TypeAlias = Literal["running", "suspended", "parked"]
+"""The state of an unfinished execution (see `Pending.status`)."""
 
 EncodedPoll: TypeAlias = JsonObject
 """``{"_tag": "Pending", "status": PollStatus, "cause": EncodedExit | None}`` or
@@ -86,7 +87,7 @@ class ParkRequest(Exception):
     """
 
     def __init__(self, cause: EncodedExit) -> None:
-        self.cause = cause
+        self.cause: EncodedExit = cause
         super().__init__(f"park on failure: {cause.get('type') or cause.get('_tag')}")
 
 

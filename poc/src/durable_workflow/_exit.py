@@ -37,7 +37,13 @@ __all__ = [
 T = TypeVar("T")
 
 EncodedExit: TypeAlias = JsonObject
-"""An exit as engines store it (see the module docstring for the shapes)."""
+"""An exit as engines store it, one of:
+
+- ``{"_tag": "Success", "value": <json>}``
+- ``{"_tag": "Failure", "error": {"_tag": "<TypedError tag>", ...fields}}``
+- ``{"_tag": "Defect", "type": "<exception class>", "message": "...", "traceback": "..."}``
+- ``{"_tag": "Interrupted"}``
+"""
 
 
 @dataclass(frozen=True, slots=True)

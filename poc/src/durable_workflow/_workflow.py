@@ -65,6 +65,7 @@ class Done(Generic[R]):
 
 
 PollResult = Pending | Done[R]
+"""What `Workflow.poll` returns: `Pending` while the execution runs, `Done` once finished."""
 
 
 def _canonical_json(value: Json) -> str:
@@ -373,9 +374,3 @@ class _ChildCall(Step[Any]):
         if self.discard:
             return self.child_id
         return self.workflow.decode_exit(exit, self.child_id).result()
-
-
-def defect_of(exc: BaseException) -> Defect:
-    """The `Defect` an unexpected exception is recorded as."""
-    exit = exception_to_exit_json(exc, ())
-    return Defect(str(exit.get("type")), str(exit.get("message")))
