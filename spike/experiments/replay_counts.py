@@ -10,7 +10,7 @@ is checked against `InMemoryEngine.body_runs`.
 Time per step is the slope between the 1-activity and the 20-activity workflow (medians of
 end-to-end latency, submit to result), so the fixed cost of a workflow drops out.
 
-Run: ``python spike/experiments/replay_counts.py [--repeat 10]`` (about a minute).
+Run: ``python spike/experiments/replay_counts.py [--repeat 15]`` (about a minute).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import time
 import timeit
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -99,34 +100,39 @@ class Measured:
         return (self.median_ms(last) - self.median_ms(first)) / (SIZES[-1] - SIZES[0])
 
 
-async def _measure(
-    events: Events,
-    steps: Runner,
-    waits: Runner,
-    repeat: int,
-    body_runs: Callable[[StepsRequest], int] | None = None,
-) -> Measured:
-    measured = Measured()
-    await steps(StepsRequest(run=_run_id(), steps=3))  # warm-up: connections, imports
+@dataclass
+class Engine:
+    """How to run the Steps workload on one engine, and (in memory) how to read body runs."""
+
+    steps: Runner
+    waits: Runner
+    body_runs: Callable[[StepsRequest], int] | None = None
+
+
+async def _one(events: Events, engine: Engine, req: StepsRequest, into: Measured, key: str) -> None:
+    start = time.perf_counter()
+    await (engine.waits if req.waits else engine.steps)(req)
+    elapsed = time.perf_counter() - start
+    counted = events.count(req.run, "body")
+    if engine.body_runs is not None:
+        assert engine.body_runs(req) == counted, "the engine and the file disagree"
+    into.add(key, counted, _activity_runs(events, req.run), elapsed)
+
+
+async def _measure(events: Events, engines: list[Engine], repeat: int) -> list[Measured]:
+    """Run every workload ``repeat`` times on every engine, interleaved, so that a change of
+    load on the machine hits all engines alike."""
+    measured = [Measured() for _ in engines]
+    for engine in engines:
+        await engine.steps(StepsRequest(run=_run_id(), steps=3))  # warm-up: connections, imports
     for _ in range(repeat):
         for size in SIZES:
-            req = StepsRequest(run=_run_id(), steps=size)
-            start = time.perf_counter()
-            await steps(req)
-            elapsed = time.perf_counter() - start
-            counted = events.count(req.run, "body")
-            if body_runs is not None:
-                assert body_runs(req) == counted, "the engine and the file disagree"
-            measured.add(f"{size}", counted, _activity_runs(events, req.run), elapsed)
+            for engine, into in zip(engines, measured, strict=True):
+                await _one(events, engine, StepsRequest(run=_run_id(), steps=size), into, f"{size}")
     for _ in range(2):
-        req = StepsRequest(run=_run_id(), steps=1, waits=True)
-        start = time.perf_counter()
-        await waits(req)
-        elapsed = time.perf_counter() - start
-        counted = events.count(req.run, "body")
-        if body_runs is not None:
-            assert body_runs(req) == counted, "the engine and the file disagree"
-        measured.add(WAITS, counted, _activity_runs(events, req.run), elapsed)
+        for engine, into in zip(engines, measured, strict=True):
+            req = StepsRequest(run=_run_id(), steps=1, waits=True)
+            await _one(events, engine, req, into, WAITS)
     return measured
 
 
@@ -168,8 +174,9 @@ async def _on_restate(mode: Mode, events: Events, repeat: int) -> tuple[Measured
                 assert await steps_wf.execute(req, engine=engine) == req.steps
 
             try:
-                raw = await _measure(events, raw_steps, raw_waits, repeat)
-                ours = await _measure(events, dw_steps, dw_waits, repeat)
+                raw, ours = await _measure(
+                    events, [Engine(raw_steps, raw_waits), Engine(dw_steps, dw_waits)], repeat
+                )
             finally:
                 await engine.aclose()
     return raw, ours
@@ -193,10 +200,12 @@ async def _in_memory(events: Events, repeat: int) -> Measured:
     def body_runs(req: StepsRequest) -> int:
         return engine.body_runs("DwSteps", steps_wf.execution_id(req))
 
-    return await _measure(events, dw_steps, dw_waits, repeat, body_runs)
+    [measured] = await _measure(events, [Engine(dw_steps, dw_waits, body_runs)], repeat)
+    return measured
 
 
 async def main(repeat: int) -> None:
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="replay-counts-") as directory:
         events = Events(directory)
         os.environ[EVENTS_ENV] = directory  # the in-memory engine runs bodies in this process
@@ -208,6 +217,7 @@ async def main(repeat: int) -> None:
         rows.append(("durable_workflow", "in-memory engine", await _in_memory(events, repeat)))
 
     print(machine())
+    print(f"load average (1 min) at the start {load[0]:.2f}, at the end {os.getloadavg()[0]:.2f}")
     print(f"{repeat} runs of each N-activity workflow, 2 of the one with waits\n")
     print("Body runs (starts of the body, counted outside the journal):\n")
     print(
@@ -250,5 +260,5 @@ async def main(repeat: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=10, help="runs per N-activity workflow")
+    parser.add_argument("--repeat", type=int, default=15, help="runs per N-activity workflow")
     asyncio.run(main(parser.parse_args().repeat))
