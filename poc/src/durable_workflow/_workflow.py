@@ -12,7 +12,6 @@ from ._codec import Codec, Json
 from ._context import RunState, body_scope, current_run
 from ._engine import Execution, PollStatus, WorkflowEngine, current_engine
 from ._errors import (
-    Defect,
     InterruptSignal,
     WorkflowDefinitionError,
 )

@@ -72,6 +72,13 @@ def client_engine(server: RestateServer) -> RestateEngine:
     return engine
 
 
+@pytest.fixture(scope="session")
+def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """`scenario_app` (HTTP/2) on a server of its own, shared by the scenario tests that
+    crash nothing; the crash tests start their own."""
+    yield from deploy(tmp_path_factory.mktemp("scenarios"), mode="http2", app="scenario_app:app")
+
+
 @pytest.fixture
 async def engine_for() -> AsyncIterator[list[RestateEngine]]:
     engines: list[RestateEngine] = []
