@@ -130,9 +130,15 @@ def _confirm_in_another_process(story: Story, ingress: str, token: str) -> None:
     )
 
 
-async def _one_order(story: Story, engine: Any, ingress: str, *, crash: Any = None) -> None:
+async def _one_order(
+    story: Story, engine: Any, ingress: str, *, crash: Any = None, tracer: Any = None
+) -> str:
     order = _new_order(4200, cooling_off=3.0)
-    execution_id = await order_workflow.start(order)
+    if tracer is not None:
+        with tracer.start_as_current_span("demo: place order"):
+            execution_id = await order_workflow.start(order)
+    else:
+        execution_id = await order_workflow.start(order)
     story.say(f"order {order.order_id} placed: execution id {execution_id}")
     story.say(f"  (a Restate workflow: service 'Order', key '{execution_id}')")
 
@@ -184,6 +190,30 @@ async def _one_order(story: Story, engine: Any, ingress: str, *, crash: Any = No
         story.say(f"    {row['index']:>2}  {row['entry_type']:<26} {row['label']}")
     runs = [r for r in rows if r["entry_type"] == "Command: Run" and r.get("name") == "charge_card"]
     story.check(len(runs) == 1, "exactly one 'charge_card' entry in the journal")
+    return execution_id
+
+
+def _show_trace(story: Story, worker_file: Path, client: Any, execution_id: str) -> None:
+    from .spans import read, span_record, tree
+
+    records = [span_record(s) for s in client.get_finished_spans()] + read(worker_file)
+    mine = [
+        r
+        for r in records
+        if r["attributes"].get("workflow.execution_id") == execution_id
+        and r["name"] != "workflow.execute Order"  # the receipt's caller: its own trace
+    ]
+    trace_ids = {r["trace_id"] for r in mine}
+    story.say("its trace (client spans + the worker's spans, one trace):")
+    for line in tree([r for r in records if r["trace_id"] in trace_ids], "demo: place order"):
+        story.say(f"    {line}")
+    names = [r["name"] for r in mine]
+    story.check(
+        len(trace_ids) == 1
+        and names.count("workflow Order") == 1
+        and names.count("activity charge_card") == 1,
+        "one trace, one execution span, the charge traced once",
+    )
 
 
 async def _declined(story: Story) -> None:
@@ -203,13 +233,26 @@ async def _declined(story: Story) -> None:
 
 async def run_on_restate(story: Story, ledger: Path) -> None:
     """The story on a native restate-server (fetched and started by the harness)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from durable_workflow import enable_tracing
     from durable_workflow.restate import RestateEngine
     from restate_harness import RestateServer, ServiceProcess, ensure_server_binary
+
+    from .spans import SPANS_ENV
 
     story.title("restate-server, natively (no Docker)")
     binary = ensure_server_binary()
     story.say(f"restate-server {binary.version} ({binary.source})")
-    env = {payments.LEDGER_ENV: str(ledger)}
+    worker_spans = ledger.with_name("worker-spans.jsonl")
+    env = {payments.LEDGER_ENV: str(ledger), SPANS_ENV: str(worker_spans)}
+    provider = TracerProvider()
+    client_spans = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(client_spans))
+    enable_tracing(provider)
+    tracer = provider.get_tracer("order_poc.demo")
     with (
         RestateServer() as server,
         ServiceProcess("order_poc.app:app", mode="http2", env=env) as service,
@@ -222,7 +265,8 @@ async def run_on_restate(story: Story, ledger: Path) -> None:
         try:
             with use_engine(engine):
                 story.title("1. an order, end to end")
-                await _one_order(story, engine, server.ingress_url)
+                first = await _one_order(story, engine, server.ingress_url, tracer=tracer)
+                _show_trace(story, worker_spans, client_spans, first)
                 story.title("2. the same, with the service killed in the middle of the sleep")
                 await _one_order(story, engine, server.ingress_url, crash=service)
                 story.title("3. a declined charge")

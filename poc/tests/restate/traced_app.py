@@ -1,4 +1,5 @@
-"""A traced worker: workflows with every kind of step, spans written to a JSON-lines file.
+"""A traced worker: workflows with every kind of step, spans written to a JSON-lines file
+(with the demo's exporter, `order_poc.spans`).
 
 The file (``DW_SPANS_FILE``) is written span by span (SimpleSpanProcessor), so a test can
 read what a process exported even after it was killed. Secrets come from ``DW_SECRET_KEYS``.
@@ -6,13 +7,9 @@ read what a process exported even after it was killed. Secrets come from ``DW_SE
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Sequence
 from datetime import timedelta
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from pydantic import BaseModel, SecretStr
 
 from durable_workflow import (
@@ -23,41 +20,13 @@ from durable_workflow import (
     Workflow,
     activity,
     current_attempt,
-    enable_tracing,
 )
 from durable_workflow.restate import RestateEngine
 from durable_workflow.testing import SideEffects
+from order_poc.spans import span_record, trace_to_file
 
 SPANS_ENV = "DW_SPANS_FILE"
-
-
-class FileSpanExporter(SpanExporter):
-    """Appends one JSON object per finished span to a file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        with open(self.path, "a", encoding="utf-8") as out:
-            for span in spans:
-                out.write(json.dumps(span_record(span)) + "\n")
-        return SpanExportResult.SUCCESS
-
-
-def span_record(span: ReadableSpan) -> dict[str, object]:
-    """The parts of a span the tests compare."""
-    context = span.get_span_context()
-    assert context is not None
-    return {
-        "name": span.name,
-        "trace_id": f"{context.trace_id:032x}",
-        "span_id": f"{context.span_id:016x}",
-        "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
-        "attributes": dict(span.attributes or {}),
-        "status": span.status.status_code.name,
-        "events": [dict(e.attributes or {}) for e in span.events],
-        "pid": os.getpid(),
-    }
+__all__ = ["SPANS_ENV", "span_record"]
 
 
 class Job(BaseModel):
@@ -158,9 +127,7 @@ async def _pay(payment: Payment) -> Receipt:
 ALL = [parent_wf, child_wf, payments]
 
 if os.environ.get(SPANS_ENV):
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(os.environ[SPANS_ENV])))
-    enable_tracing(provider)
+    trace_to_file(os.environ[SPANS_ENV])
 
 engine = RestateEngine()
 for workflow in ALL:
