@@ -204,7 +204,7 @@ async def quote(run: str, supplier: str, seconds: float) -> str:
 
 @raw_journal.main(name="run")
 async def raw_journal_run(ctx: restate.WorkflowContext, req: JournalRequest) -> str:
-    """One of each step kind, written the way the SDK's own examples write them."""
+    """One of each step kind, written directly against the SDK."""
     run = req.run
     Events().record(run, "body")
     await ctx.run_typed("charge", record, restate.RunOptions(), run, "charge")
