@@ -57,12 +57,6 @@ async def test_an_unreachable_admin_api_is_engine_unavailable_naming_its_url(
     assert "not reachable" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RestateEngine._request names the admin URL whenever the request URL starts with "
-    "it, so an ingress URL that extends the admin URL as a string (port 4567 vs 45678, or "
-    "http://restate vs http://restate-ingress) is reported as the admin API",
-)
 async def test_the_unreachable_ingress_is_named_when_the_admin_url_is_a_prefix_of_it() -> None:
     # Ingress on port 45678, admin on port 4567 (never contacted here): the admin URL is a
     # string prefix of the ingress URL.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import inspect
 import typing
@@ -138,10 +139,13 @@ class Activity(Generic[P, R]):
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def named(self, name: str) -> Activity[P, R]:
-        """The same work under another journal name (for calls in a loop)."""
-        return Activity(
-            self.fn, name=name, success=self.success_type, errors=self.errors, retry=self.retry
-        )
+        """The same work under another journal name (for calls in a loop).
+
+        Cheap: the codec and everything else is shared with this activity.
+        """
+        twin = copy.copy(self)
+        twin.name = name
+        return twin
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> ActivityCall[R]:
         """Bind arguments; await the returned step to run it."""

@@ -124,6 +124,10 @@ class RegisteredWorkflow(Protocol):
         """Whether a body is attached (client-only definitions have none)."""
         ...
 
+    def check_completion(self, name: str, exit: EncodedExit) -> None:
+        """Refuse a deferred completion that the workflow's declaration rules out."""
+        ...
+
     async def run_encoded(
         self, engine: WorkflowEngine, execution: Execution, payload: Json
     ) -> EncodedExit:
@@ -198,7 +202,11 @@ class WorkflowEngine(Protocol):
     async def deferred_done(
         self, workflow: str, execution_id: str, name: str, exit: EncodedExit
     ) -> None:
-        """Record a deferred's exit (the first completion wins) and wake the execution."""
+        """Record a deferred's exit (the first completion wins) and wake the execution.
+
+        Raises:
+            UnknownToken, PayloadInvalid: `RegisteredWorkflow.check_completion` refused it.
+        """
         ...
 
     async def schedule_clock(self, execution: Execution, name: str, duration: timedelta) -> None:

@@ -58,10 +58,11 @@ class PayloadInvalid(WorkflowError, ValueError):
 class WorkflowNotRegistered(WorkflowError, LookupError):
     """The engine has no workflow of this name."""
 
-    def __init__(self, name: str, known: list[str] | None = None) -> None:
+    def __init__(self, name: str, known: list[str] | None = None, *, reason: str = "") -> None:
         self.name = name
         hint = f" (registered: {', '.join(sorted(known))})" if known else ""
-        super().__init__(f"workflow {name!r} is not registered with this engine{hint}")
+        why = reason or f"is not registered with this engine{hint}"
+        super().__init__(f"workflow {name!r} {why}")
 
 
 class ExecutionNotFound(WorkflowError, LookupError):

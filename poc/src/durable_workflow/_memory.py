@@ -452,6 +452,7 @@ class InMemoryEngine:
         self, workflow: str, execution_id: str, name: str, exit: EncodedExit
     ) -> None:
         """Record a deferred's exit (first completion wins), also before the execution starts."""
+        self._require(workflow).check_completion(name, exit)
         self._complete(self._get(workflow, execution_id, create=True), name, exit)
 
     def _complete(self, ex: _Exec, name: str, exit: EncodedExit) -> None:

@@ -10,9 +10,13 @@ from typing import Any, Generic, TypeVar, cast
 
 from ._codec import Codec, Json
 from ._context import RunState, body_scope, current_run
+from ._deferred import DurableDeferred, encode_token
 from ._engine import Execution, PollStatus, WorkflowEngine, current_engine
 from ._errors import (
+    Defect,
     InterruptSignal,
+    PayloadInvalid,
+    UnknownToken,
     WorkflowDefinitionError,
 )
 from ._exit import (
@@ -89,6 +93,10 @@ class Workflow(Generic[P, R]):
             false, leave it to the engine, which retries and then parks the execution.
         suspend_on_failure: Park the execution on any failure, until `resume` (the failing
             step runs again), instead of completing it as failed.
+        deferreds: The `DurableDeferred`s the body waits for. Declared deferreds are checked
+            where a completion enters (an engine refuses an unknown name, a value of the wrong
+            type or an undeclared error, also from plain HTTP); without a declaration any
+            completion is accepted and a wrong value fails the body when it reads it.
 
     Example:
         ```python
@@ -115,6 +123,7 @@ class Workflow(Generic[P, R]):
         idempotency_key: Callable[[P], str] | None = None,
         capture_defects: bool = True,
         suspend_on_failure: bool = False,
+        deferreds: Sequence[DurableDeferred[Any]] = (),
     ) -> None:
         if not name or "/" in name:
             raise WorkflowDefinitionError(f"invalid workflow name {name!r}")
@@ -133,6 +142,7 @@ class Workflow(Generic[P, R]):
         self._idempotency_key = idempotency_key
         self.capture_defects = capture_defects
         self.suspend_on_failure = suspend_on_failure
+        self.deferreds: dict[str, DurableDeferred[Any]] = {d.name: d for d in deferreds}
         self._fn: Callable[[P], Awaitable[R]] | None = None
 
     # -- definition -------------------------------------------------------------------------
@@ -256,6 +266,38 @@ class Workflow(Generic[P, R]):
             ExecutionNotFound: there is no such execution.
         """
         await self._engine(engine).resume(self._name, execution_id)
+
+    def check_completion(self, name: str, exit: EncodedExit) -> None:
+        """Check a deferred's completion against the declared deferreds (engines call this
+        before they record it; a workflow without declared deferreds accepts any).
+
+        Raises:
+            UnknownToken: the workflow declares deferreds, but none of this name.
+            PayloadInvalid: the value does not match the deferred's type, the error is not one
+                it declares, or the completion is neither a value nor an error.
+        """
+        if not self.deferreds:
+            return
+        deferred = self.deferreds.get(name)
+        if deferred is None:
+            raise UnknownToken(
+                encode_token(self._name, "-", name),
+                f"workflow {self._name!r} declares no deferred {name!r} "
+                f"(it declares: {', '.join(sorted(self.deferreds))})",
+            )
+        what = f"completion of deferred {name!r}"
+        tag = exit_tag(exit)
+        if tag == "Success":
+            deferred.codec.decode(exit.get("value"))
+            return
+        if tag == "Failure":
+            decoded = decode_exit(exit, deferred.codec, deferred.errors)
+            if isinstance(decoded, Failure) and isinstance(decoded.error, Defect):
+                raise PayloadInvalid(what, [{"loc": ("error",), "msg": decoded.error.message}])
+            return
+        raise PayloadInvalid(
+            what, [{"loc": (), "msg": f"expected a value or a declared error, not {tag!r}"}]
+        )
 
     def decode_exit(self, exit: EncodedExit, execution_id: str = "") -> Success[R] | Failure:
         """Decode an encoded exit of this workflow into a typed one."""

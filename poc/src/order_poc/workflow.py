@@ -106,6 +106,7 @@ order_workflow = Workflow(
     success=Receipt,
     errors=[ChargeDeclined],
     idempotency_key=lambda order: order.order_id,
+    deferreds=[warehouse_confirmed],
 )
 """One execution per order id."""
 

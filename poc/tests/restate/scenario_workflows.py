@@ -97,7 +97,12 @@ signature = DurableDeferred("signature", success=Signature, errors=[Refused])
 """Completed from outside with the execution's token."""
 
 parcel_wf = Workflow(
-    "Parcel", payload=Parcel, success=Delivery, errors=[Refused], idempotency_key=lambda p: p.run
+    "Parcel",
+    payload=Parcel,
+    success=Delivery,
+    errors=[Refused],
+    idempotency_key=lambda p: p.run,
+    deferreds=[signature],
 )
 
 

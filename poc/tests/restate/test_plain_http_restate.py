@@ -94,13 +94,6 @@ async def test_a_typed_failure_comes_back_over_plain_http_with_its_encoded_exit(
     assert scenarios.effects.count(f"{p.run}-{DELIVER}") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DurableDeferred/complete cannot check a value against the deferred's type (no "
-    "deferred is known to the engine): it accepts any JSON, resolves the promise with it, and "
-    "the body then fails with a PayloadInvalid defect; the first completion wins, so a "
-    "correct one can no longer be sent",
-)
 async def test_a_value_of_the_wrong_type_over_plain_http_is_refused_with_400(
     http: httpx.AsyncClient,
 ) -> None:

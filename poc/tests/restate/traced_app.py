@@ -65,7 +65,9 @@ async def store(job: Job) -> str:
 
 approval = DurableDeferred("approval", success=str)
 child_wf = Workflow("TracedChild", payload=Job, success=str, idempotency_key=lambda j: j.id)
-parent_wf = Workflow("Traced", payload=Job, success=str, idempotency_key=lambda j: j.id)
+parent_wf = Workflow(
+    "Traced", payload=Job, success=str, idempotency_key=lambda j: j.id, deferreds=[approval]
+)
 
 
 @child_wf.body
@@ -113,7 +115,11 @@ async def authorize(payment: Payment) -> SecretStr:
 
 pin_entry = DurableDeferred("pin", success=SecretStr)
 payments = Workflow(
-    "SecretPayments", payload=Payment, success=Receipt, idempotency_key=lambda p: p.order_id
+    "SecretPayments",
+    payload=Payment,
+    success=Receipt,
+    idempotency_key=lambda p: p.order_id,
+    deferreds=[pin_entry],
 )
 
 

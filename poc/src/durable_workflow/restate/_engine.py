@@ -162,7 +162,8 @@ class RestateEngine(BodyOperations):
         """
         response = await self._request(
             "POST",
-            f"{self.admin_url}/deployments",
+            self.admin_url,
+            "/deployments",
             json={"uri": uri, "use_http_11": http1_1, "force": True},
         )
         if response.status_code >= 300:
@@ -191,24 +192,27 @@ class RestateEngine(BodyOperations):
         await self.aclose()
 
     async def _request(
-        self, method: str, url: str, *, wait: bool = False, **kwargs: Any
+        self, method: str, base: str, path: str, *, wait: bool = False, **kwargs: Any
     ) -> httpx.Response:
+        """``method`` on ``base + path``; ``base`` is the ingress or the admin URL, named in
+        the error when it cannot be reached."""
         timeout = httpx.Timeout(self.timeout, read=None) if wait else None
         try:
             if timeout is not None:
                 kwargs["timeout"] = timeout
-            return await self._client().request(method, url, **kwargs)
+            return await self._client().request(method, base + path, **kwargs)
         except httpx.TransportError as exc:
-            base = self.admin_url if url.startswith(self.admin_url) else self.ingress_url
+            api = "admin API" if base == self.admin_url else "ingress"
             raise EngineUnavailable(
-                f"restate-server at {base} is not reachable ({type(exc).__name__}: {exc})"
+                f"restate-server's {api} at {base} is not reachable ({type(exc).__name__}: {exc})"
             ) from exc
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
         """Run SQL on Restate's system tables (``sys_invocation``, ``sys_journal``, ...)."""
         response = await self._request(
             "POST",
-            f"{self.admin_url}/query",
+            self.admin_url,
+            "/query",
             json={"query": sql},
             headers={"accept": "application/json"},
         )
@@ -246,12 +250,15 @@ class RestateEngine(BodyOperations):
         path = self._path(workflow, execution_id)
         response = await self._request(
             "POST",
-            f"{self.ingress_url}/{path}/run/send",
+            self.ingress_url,
+            f"/{path}/run/send",
             content=json.dumps(payload),
             headers={**(headers or {}), "content-type": "application/json"},
         )
         if response.status_code == 404:
-            raise WorkflowNotRegistered(workflow, None)
+            raise WorkflowNotRegistered(
+                workflow, reason=f"is not deployed on restate-server (ingress {self.ingress_url})"
+            )
         if response.status_code >= 300:
             raise EngineUnavailable(
                 f"restate ingress refused {workflow}/{execution_id}: "
@@ -260,7 +267,7 @@ class RestateEngine(BodyOperations):
         if discard:
             return None
         response = await self._request(
-            "GET", f"{self.ingress_url}/restate/workflow/{path}/attach", wait=True
+            "GET", self.ingress_url, f"/restate/workflow/{path}/attach", wait=True
         )
         return self._exit_from_response(workflow, execution_id, response)
 
@@ -303,7 +310,7 @@ class RestateEngine(BodyOperations):
         """``Done`` from the ingress output, else ``Pending`` with Restate's invocation status."""
         self._require(workflow)
         path = self._path(workflow, execution_id)
-        response = await self._request("GET", f"{self.ingress_url}/restate/workflow/{path}/output")
+        response = await self._request("GET", self.ingress_url, f"/restate/workflow/{path}/output")
         if response.status_code == 404:
             raise ExecutionNotFound(workflow, execution_id)
         if response.status_code != 470:
@@ -348,7 +355,7 @@ class RestateEngine(BodyOperations):
             await self._admin_patch(f"invocations/{row['id']}/resume")
 
     async def _admin_patch(self, path: str) -> None:
-        response = await self._request("PATCH", f"{self.admin_url}/{path}")
+        response = await self._request("PATCH", self.admin_url, f"/{path}")
         if response.status_code >= 300:
             raise EngineUnavailable(
                 f"restate admin refused {path}: {response.status_code} {response.text[:500]}"
@@ -358,17 +365,24 @@ class RestateEngine(BodyOperations):
         self, workflow: str, execution_id: str, name: str, exit: EncodedExit
     ) -> None:
         """Send the completion to the workflow's ``complete_deferred`` handler (durably: Restate
-        accepts it even while the service is down and delivers it later)."""
-        self._require(workflow)
+        accepts it even while the service is down and delivers it later).
+
+        Raises:
+            UnknownToken, PayloadInvalid: the workflow's declared deferreds refuse it.
+        """
+        self._require(workflow).check_completion(name, exit)
         path = self._path(workflow, execution_id)
         response = await self._request(
             "POST",
-            f"{self.ingress_url}/{path}/{COMPLETE_HANDLER}/send",
+            self.ingress_url,
+            f"/{path}/{COMPLETE_HANDLER}/send",
             content=json.dumps({"name": name, "exit": exit}),
             headers={"content-type": "application/json"},
         )
         if response.status_code == 404:
-            raise WorkflowNotRegistered(workflow, None)
+            raise WorkflowNotRegistered(
+                workflow, reason=f"is not deployed on restate-server (ingress {self.ingress_url})"
+            )
         if response.status_code >= 300:
             raise EngineUnavailable(
                 f"restate ingress refused the completion of {name!r}: "

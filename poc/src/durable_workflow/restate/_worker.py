@@ -37,7 +37,7 @@ from .._engine import (
     RegisteredWorkflow,
     pick_race_winner,
 )
-from .._errors import InterruptSignal
+from .._errors import InterruptSignal, PayloadInvalid, UnknownToken
 from .._exit import EncodedExit, exit_tag, interrupted_json, success_json
 from ._exits import ParkFailure, exit_of, is_cancellation, terminal_error
 
@@ -452,13 +452,24 @@ def _add_handlers(
     async def complete_deferred(ctx: restate.WorkflowSharedContext, request: bytes) -> bytes:
         """Resolve a deferred's promise with an encoded exit; the first completion wins."""
         try:
-            body = json.loads(request)
+            body: Any = json.loads(request)
             name = body["name"]
-            exit = body["exit"]
-            if not isinstance(name, str) or not isinstance(exit, dict) or "_tag" not in exit:
+            raw_exit: Any = body["exit"]
+            if (
+                not isinstance(name, str)
+                or not isinstance(raw_exit, dict)
+                or "_tag" not in raw_exit
+            ):
                 raise ValueError("expected {'name': str, 'exit': {'_tag': ...}}")
+            exit = cast(EncodedExit, raw_exit)
         except (ValueError, KeyError, TypeError) as exc:
             raise TerminalError(f"invalid deferred completion: {exc}", 400) from None
+        try:
+            workflow.check_completion(name, exit)
+        except UnknownToken as exc:
+            raise TerminalError(str(exc), 404) from None
+        except PayloadInvalid as exc:
+            raise TerminalError(str(exc), 400) from None
         try:
             await ctx.promise(name, serde=_BYTES).resolve(json.dumps(exit).encode())
         except TerminalError as err:

@@ -24,6 +24,7 @@ from .. import (
     WorkflowEngine,
     WorkflowNotRegistered,
 )
+from .._exit import success_json
 from ._effects import SideEffects, eventually
 from .workflows import (
     SLEEP,
@@ -305,6 +306,29 @@ class ConformanceSuite:
                 approval.token_for(deferred_wf, "0" * 32),
                 {"by": 1},  # type: ignore[arg-type]
                 engine=env.engine,
+            )
+
+    async def test_a_completion_the_declared_deferreds_rule_out_is_refused(
+        self, env: ConformanceEnv
+    ) -> None:
+        execution_id = deferred_wf.execution_id(_probe())
+        engine = env.engine
+        with pytest.raises(UnknownToken) as info:
+            await engine.deferred_done(
+                deferred_wf.name, execution_id, "DurableClock/nap", success_json(None)
+            )
+        assert "approval" in str(info.value)
+        with pytest.raises(PayloadInvalid) as wrong:
+            await engine.deferred_done(
+                deferred_wf.name, execution_id, "approval", success_json({"by": 5})
+            )
+        assert "by" in str(wrong.value)
+        with pytest.raises(PayloadInvalid):
+            await engine.deferred_done(
+                deferred_wf.name,
+                execution_id,
+                "approval",
+                {"_tag": "Failure", "error": {"_tag": "NotDeclared"}},
             )
 
     # -- interrupts, compensation, finalizers --------------------------------------------------

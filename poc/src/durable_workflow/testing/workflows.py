@@ -200,7 +200,12 @@ class Approval(BaseModel):
 approval = DurableDeferred("approval", success=Approval, errors=[Rejected])
 
 deferred_wf = Workflow(
-    "CfDeferred", payload=Probe, success=Approval, errors=[Rejected], idempotency_key=_key
+    "CfDeferred",
+    payload=Probe,
+    success=Approval,
+    errors=[Rejected],
+    idempotency_key=_key,
+    deferreds=[approval],
 )
 
 
@@ -210,7 +215,14 @@ async def _deferred_body(p: Probe) -> Approval:
     return await approval.wait()
 
 
-saga_wf = Workflow("CfSaga", payload=Probe, success=str, errors=[OutOfStock], idempotency_key=_key)
+saga_wf = Workflow(
+    "CfSaga",
+    payload=Probe,
+    success=str,
+    errors=[OutOfStock],
+    idempotency_key=_key,
+    deferreds=[approval],
+)
 
 
 @saga_wf.body
@@ -265,7 +277,9 @@ async def _race_body(p: Probe) -> str:
     return winner
 
 
-deadline_wf = Workflow("CfDeadline", payload=Probe, success=str, idempotency_key=_key)
+deadline_wf = Workflow(
+    "CfDeadline", payload=Probe, success=str, idempotency_key=_key, deferreds=[approval]
+)
 
 
 @deadline_wf.body
@@ -312,7 +326,11 @@ async def stamp(s: Shipment) -> Shipment:
 shipment_deferred = DurableDeferred("shipment", success=Shipment)
 
 types_wf = Workflow(
-    "CfTypes", payload=TypesProbe, success=list[Shipment], idempotency_key=lambda p: p.run
+    "CfTypes",
+    payload=TypesProbe,
+    success=list[Shipment],
+    idempotency_key=lambda p: p.run,
+    deferreds=[shipment_deferred],
 )
 
 
