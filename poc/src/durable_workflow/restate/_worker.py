@@ -86,6 +86,7 @@ class RestateExecution:
         self.clocks: dict[str, restate.RestateDurableSleepFuture] = {}
         self.children: list[str] = []
         self.interrupted = False
+        self.interrupt_pending = False
         raw = ctx.request().headers
         self._headers = {
             k.lower(): v
@@ -196,6 +197,36 @@ class BodyOperations:
         except _SDK_STOP as exc:
             raise _Bail(exc) from None
 
+    def _deliver(self, ex: RestateExecution) -> None:
+        """Deliver an interrupt that arrived while an activity was running, now that the next
+        durable operation starts (as the in-memory engine does)."""
+        if ex.interrupt_pending and not ex.interrupted:
+            ex.interrupt_pending = False
+            self._interrupted(ex)
+
+    async def _await_run(
+        self,
+        ex: RestateExecution,
+        future: restate.RestateDurableFuture[Any],
+        interrupt: Callable[[], None],
+    ) -> Any:
+        """Await an activity attempt. An interrupt that arrives meanwhile does not abandon it:
+        the attempt finishes and is journaled (so its compensation is registered), and the
+        interrupt is delivered at the next durable operation."""
+        if _RACE.get() is not None:
+            return await self._await(ex, future, interrupt)
+        try:
+            try:
+                await restate.wait_completed(future)
+            except TerminalError as err:
+                if not is_cancellation(err):
+                    raise
+                ex.interrupt_pending = True  # Restate delivers a cancellation once
+                await restate.wait_completed(future)
+        except _SDK_STOP as exc:
+            raise _Bail(exc) from None
+        return await future
+
     def _interrupted(self, ex: RestateExecution) -> NoReturn:
         ex.interrupted = True
         for child in ex.children:
@@ -207,6 +238,7 @@ class BodyOperations:
     ) -> EncodedExit:
         """One ``ctx.run`` per attempt, named after the activity (``name#n`` for retries)."""
         ex = _as_execution(execution)
+        self._deliver(ex)
         name = activity.name if activity.attempt == 1 else f"{activity.name}#{activity.attempt}"
         race = _RACE.get()
         owner = asyncio.current_task() if race is not None else None
@@ -224,7 +256,7 @@ class BodyOperations:
 
         future = _command(lambda: ex.ctx.run_typed(name, action, restate.RunOptions(serde=_BYTES)))
         try:
-            raw = await self._await(ex, future, activity.interrupt)
+            raw = await self._await_run(ex, future, activity.interrupt)
         except TerminalError as err:
             return _exit_from_terminal(err)
         return success_json(_loads(raw))
@@ -232,6 +264,7 @@ class BodyOperations:
     async def deferred_result(self, execution: Execution, name: str) -> EncodedExit:
         """A clock's sleep, or the workflow promise named after the deferred."""
         ex = _as_execution(execution)
+        self._deliver(ex)
         sleep = ex.clocks.pop(name, None)
         if sleep is not None:
             await self._await(ex, sleep)
@@ -246,6 +279,7 @@ class BodyOperations:
     async def schedule_clock(self, execution: Execution, name: str, duration: timedelta) -> None:
         """A named durable timer (``ctx.sleep``); the deadline survives crashes."""
         ex = _as_execution(execution)
+        self._deliver(ex)
         ex.clocks[clock_deferred_name(name)] = _command(lambda: ex.ctx.sleep(duration, name=name))
 
     async def race(
@@ -253,6 +287,7 @@ class BodyOperations:
     ) -> tuple[int, EncodedExit]:
         """Race participants over one ``wait_completed`` loop; journal the winner as a run."""
         ex = _as_execution(execution)
+        self._deliver(ex)
         race = _Race()
         token = _RACE.set(race)
         try:
@@ -323,6 +358,7 @@ class BodyOperations:
     async def now(self, execution: Execution) -> datetime:
         """Restate's journaled time (``ctx.time()``)."""
         ex = _as_execution(execution)
+        self._deliver(ex)
         seconds = await self._await(ex, _command(ex.ctx.time))
         return datetime.fromtimestamp(cast(float, seconds), UTC)
 
@@ -350,6 +386,7 @@ class BodyOperations:
     ) -> EncodedExit:
         """A child workflow: a journaled send to its ``run``, then attach unless ``discard``."""
         ex = _as_execution(execution)
+        self._deliver(ex)
         body = json.dumps(payload).encode()
         send_headers = dict(headers) if headers else None
         handle = _command(

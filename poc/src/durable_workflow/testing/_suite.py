@@ -355,6 +355,26 @@ class ConformanceSuite:
         assert env.effects.count(f"{p.run}-body-except") == 0
         assert env.effects.count(f"{p.run}-body-finally") >= 1
 
+    async def test_an_interrupt_during_a_running_activity_lets_it_finish_and_compensates_it(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe(slow_s=1.0)
+        execution_id = await saga_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.lines(f"{p.run}-started") == ["charge"])
+        await saga_wf.interrupt(execution_id, engine=env.engine)
+        done = await _poll_done(env, saga_wf, execution_id)
+        with pytest.raises(Interrupted):
+            done.result()
+        # the charge ran to its end and was journaled, so it is compensated; ship never ran
+        assert env.effects.lines(f"{p.run}-steps") == [
+            "reserve",
+            "charge",
+            "undo-charge",
+            "undo-reserve",
+            "finalize",
+        ]
+        assert env.effects.lines(f"{p.run}-outcome") == ["Interrupted"]
+
     async def test_a_failure_after_compensated_steps_compensates_and_surfaces_the_typed_error(
         self, env: ConformanceEnv
     ) -> None:

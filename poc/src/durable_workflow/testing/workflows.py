@@ -49,6 +49,7 @@ class Probe(BaseModel):
     run: str
     fail_until: int = 0
     fail: bool = False
+    slow_s: float = 0.0
 
 
 def _key(p: Probe) -> str:
@@ -96,6 +97,9 @@ async def flaky(p: Probe) -> int:
 
 def _recorder(step: str) -> Activity[[Probe], str]:
     async def work(p: Probe) -> str:
+        if p.slow_s and step == "charge":
+            effects().record(f"{p.run}-started", step)
+            await asyncio.sleep(p.slow_s)
         effects().record(f"{p.run}-steps", step)
         return f"{step}-done"
 
