@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from durable_workflow import (
+    Defect,
     DurableClock,
     DurableDeferred,
     InMemoryEngine,
@@ -165,3 +166,39 @@ async def test_using_an_engine_without_choosing_one_says_how() -> None:
     with pytest.raises(OutsideWorkflow) as info:
         await day_wf.execute(Req(id="e"))
     assert "use_engine" in str(info.value)
+
+
+fragile_calls: list[str] = []
+fragile_wf = Workflow("Fragile", payload=Req, success=str, capture_defects=False)
+
+
+@activity
+async def prepare(r: Req) -> str:
+    fragile_calls.append(r.id)
+    return "prepared"
+
+
+@fragile_wf.body
+async def _fragile(r: Req) -> str:
+    prepared = await prepare(r)
+    if r.id == "broken":
+        raise RuntimeError("bug in the body")
+    return prepared
+
+
+async def test_without_capture_defects_a_defect_parks_instead_of_failing() -> None:
+    engine = InMemoryEngine(clock=VirtualClock())
+    engine.register(fragile_wf)
+    execution_id = await fragile_wf.start(Req(id="broken"), engine=engine)
+    await engine.settle()
+    parked = await fragile_wf.poll(execution_id, engine=engine)
+    assert isinstance(parked, Pending)
+    assert parked.status == "parked"
+    assert isinstance(parked.cause, Defect)
+    assert parked.cause.message == "bug in the body"
+    await fragile_wf.resume(execution_id, engine=engine)  # replays; the activity is journaled
+    await engine.settle()
+    again = await fragile_wf.poll(execution_id, engine=engine)
+    assert isinstance(again, Pending)
+    assert again.status == "parked"
+    assert fragile_calls == ["broken"]
