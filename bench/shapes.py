@@ -1,0 +1,116 @@
+"""The workload both sides run: payload models, activity functions and their names.
+
+The portable app (`bench.apps.ours`) and the raw restate-sdk app (`bench.apps.raw`) import the
+same models and the same ``async`` activity functions from here, so both do the same work and
+journal values of the same size. Only the way the workflow is written differs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "PAD",
+    "MAX_STEPS",
+    "STEP_NAMES",
+    "Order",
+    "Charge",
+    "WarehouseConfirmation",
+    "Receipt",
+    "StepsInput",
+    "StepIO",
+    "charge_card",
+    "step",
+    "new_order",
+    "new_steps_input",
+    "CONFIRMATION",
+    "DEFERRED_NAME",
+]
+
+PAD = "x" * 64
+"""Filler carried by every step value, so each journaled value is about 100 bytes of JSON."""
+
+MAX_STEPS = 50
+"""The longest N-step workflow."""
+
+STEP_NAMES = [f"step-{i}" for i in range(MAX_STEPS)]
+"""The journal name of each step (names are unique per execution on both sides)."""
+
+DEFERRED_NAME = "warehouse-confirmed"
+"""The POC's deferred (ours) / workflow promise (raw)."""
+
+
+class Order(BaseModel):
+    """The POC's payload (as in ``order_poc.workflow.Order``)."""
+
+    order_id: str = Field(min_length=1)
+    customer: str
+    amount_cents: int = Field(gt=0)
+    cooling_off_seconds: float = Field(default=0.0, ge=0)
+
+
+class Charge(BaseModel):
+    """What the POC's activity returns."""
+
+    charge_id: str
+    amount_cents: int
+    attempt: int
+
+
+class WarehouseConfirmation(BaseModel):
+    """The value the POC's deferred is completed with."""
+
+    warehouse: str
+    slot: str
+
+
+class Receipt(BaseModel):
+    """The POC's result."""
+
+    order_id: str
+    charge_id: str
+    amount_cents: int
+    warehouse: str
+    slot: str
+    completed_at: datetime
+
+
+class StepsInput(BaseModel):
+    """The N-step workflow's payload: how many steps, and the filler."""
+
+    run_id: str
+    n: int = Field(ge=0, le=MAX_STEPS)
+    pad: str = PAD
+
+
+class StepIO(BaseModel):
+    """The value each step takes and returns."""
+
+    i: int
+    pad: str
+
+
+async def charge_card(order: Order) -> Charge:
+    """The POC's activity: a stand-in for the payment gateway (no I/O)."""
+    return Charge(charge_id=f"ch-{order.order_id}", amount_cents=order.amount_cents, attempt=1)
+
+
+async def step(value: StepIO) -> StepIO:
+    """One trivial step of the N-step workflow."""
+    return StepIO(i=value.i + 1, pad=value.pad)
+
+
+CONFIRMATION = WarehouseConfirmation(warehouse="LIS", slot="A7")
+"""What the driver completes the POC's deferred with."""
+
+
+def new_order(order_id: str) -> Order:
+    """The POC payload for one iteration (cooling-off zero: a zero-length durable sleep)."""
+    return Order(order_id=order_id, customer="Ada", amount_cents=4200, cooling_off_seconds=0.0)
+
+
+def new_steps_input(run_id: str, n: int) -> StepsInput:
+    """The N-step payload for one iteration."""
+    return StepsInput(run_id=run_id, n=n)
