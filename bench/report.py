@@ -177,7 +177,8 @@ def _restate_rows(result: ModeResult) -> list[Row]:
         raw_rate = statistics.median(sides["raw"].ms)
         rows.append(
             _row(
-                f"{title}, {_SHAPE_TITLE[shape]}: throughput, 200 workflows, 16 in flight",
+                f"{title}, {_SHAPE_TITLE[shape]}: throughput, {result.throughput_total} "
+                f"workflows, {result.concurrency} in flight",
                 1000 / ours_rate,
                 1000 / raw_rate,
                 "restate",

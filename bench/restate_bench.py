@@ -168,6 +168,8 @@ class ModeResult:
     hwm_mib: dict[str, float] = field(default_factory=lambda: {})
     journal_entries: dict[str, dict[str, int]] = field(default_factory=lambda: {})
     wall_s: float = 0.0
+    throughput_total: int = 0
+    concurrency: int = 0
     foreign_cpu_share: float | None = None
     """CPU used on the machine by processes other than this benchmark's (bench, restate-server,
     services), as a share of all cores over the mode's wall time: other load that was there."""
@@ -304,6 +306,8 @@ async def _measure(
     result: ModeResult,
 ) -> None:
     start = time.perf_counter()
+    result.throughput_total = plan.throughput_total
+    result.concurrency = plan.concurrency
     sides: dict[SideName, Side] = {"ours": OURS, "raw": RAW}
     procs = _Processes(services, server)
     ours_pids = [os.getpid(), server.pid, *(service.pid for service in services.values())]
