@@ -214,6 +214,13 @@ class ActivityCall(Step[R]):
         super().__init__(activity.name)
         self.activity = activity
         self._work = work
+        self._in_race = False
+
+    async def participate(self, state: RunState) -> EncodedExit:
+        """As a race participant, the work runs in a Task of its own so a loser can be
+        interrupted."""
+        self._in_race = True
+        return await super().participate(state)
 
     async def _attempt(self, state: RunState, attempt: int, work: _Work) -> EncodedExit:
         act = self.activity
@@ -239,9 +246,12 @@ class ActivityCall(Step[R]):
         with activity_scope(info):
             try:
                 if act._is_async:  # pyright: ignore[reportPrivateUsage]
-                    value = await work.start(cast(Awaitable[Any], self._work()))
+                    running = cast(Awaitable[Any], self._work())
                 else:
-                    value = await work.start(asyncio.to_thread(self._work))
+                    running = asyncio.to_thread(self._work)
+                # Only a race participant can be interrupted, and only then does the work
+                # need a Task of its own; elsewhere it runs inline (no Task, no loop turn).
+                value = await (work.start(running) if self._in_race else running)
                 exit = success_json(act.codec.encode(value))
             except asyncio.CancelledError:
                 if not work.interrupted or _cancelling():

@@ -111,6 +111,12 @@ class Codec(Generic[T]):
 
     def decode(self, data: Json) -> T:
         """Turn `Json` read from the journal back into the declared type (secrets decrypted)."""
-        if self.has_secrets or has_sealed(data):
+        if self.has_secrets:
             return self.validate(unseal(data))
-        return self.validate(data)
+        try:
+            return self.validate(data)
+        except PayloadInvalid:
+            # A value journaled while the type still had secret fields: decrypt, then retry.
+            if has_sealed(data):
+                return self.validate(unseal(data))
+            raise

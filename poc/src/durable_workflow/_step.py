@@ -6,7 +6,7 @@ import abc
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
-from ._context import RunState, run_state
+from ._context import RunState, current_run, run_state
 from ._exit import EncodedExit
 
 __all__ = ["Step"]
@@ -60,7 +60,9 @@ class Step(abc.ABC, Generic[T]):
         return self
 
     async def _await(self) -> T:
-        state = run_state(f"{self.kind} {self.name!r}")
+        state = current_run()
+        if state is None:
+            state = run_state(f"{self.kind} {self.name!r}")
         self.claim(state)
         value = self.decode(await self.run_encoded(state))
         if self._compensation is not None:

@@ -21,10 +21,11 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
+import pydantic_core
 import restate
 from restate.exceptions import TerminalError
 from restate.serde import BytesSerde
-from restate.server_context import DisconnectedException
+from restate.server_context import DisconnectedException, ServerDurableFuture
 from restate.vm import VMException as _VMException  # pyright: ignore[reportUnknownVariableType]
 
 from .._activity import clock_deferred_name
@@ -65,6 +66,8 @@ TOKEN_SERVICE = "DurableDeferred"
 """The service whose ``complete`` handler completes a deferred from a token alone."""
 
 _BYTES = BytesSerde()
+_RUN_OPTIONS = restate.RunOptions(serde=_BYTES)
+"""One options object for every activity run (building it per call costs a dataclass)."""
 
 
 class _Bail(BaseException):
@@ -216,13 +219,15 @@ class BodyOperations:
         if _RACE.get() is not None:
             return await self._await(ex, future, interrupt)
         try:
-            try:
-                await restate.wait_completed(future)
-            except TerminalError as err:
-                if not is_cancellation(err):
-                    raise
-                ex.interrupt_pending = True  # Restate delivers a cancellation once
-                await restate.wait_completed(future)
+            # A replayed attempt is complete already: wait_completed would return at once.
+            if not (isinstance(future, ServerDurableFuture) and future.is_completed()):
+                try:
+                    await restate.wait_completed(future)
+                except TerminalError as err:
+                    if not is_cancellation(err):
+                        raise
+                    ex.interrupt_pending = True  # Restate delivers a cancellation once
+                    await restate.wait_completed(future)
         except _SDK_STOP as exc:
             raise _Bail(exc) from None
         return await future
@@ -251,10 +256,10 @@ class BodyOperations:
             if exit_tag(exit) == "Success":
                 if race is not None:
                     race.succeeded(owner)
-                return json.dumps(exit.get("value")).encode()
+                return pydantic_core.to_json(exit.get("value"))
             raise terminal_error(exit)
 
-        future = _command(lambda: ex.ctx.run_typed(name, action, restate.RunOptions(serde=_BYTES)))
+        future = _command(lambda: ex.ctx.run_typed(name, action, _RUN_OPTIONS))
         try:
             raw = await self._await_run(ex, future, activity.interrupt)
         except TerminalError as err:
@@ -425,7 +430,7 @@ async def _until_blocked(tasks: Sequence[asyncio.Future[Any]], race: _Race) -> N
 def _loads(raw: Any) -> Json:
     if raw is None or raw == b"":
         return None
-    return cast(Json, json.loads(cast(bytes, raw)))
+    return cast(Json, pydantic_core.from_json(cast(bytes, raw)))
 
 
 def _defect(message: str) -> EncodedExit:
@@ -525,7 +530,7 @@ async def run_body(
     """The ``run`` handler: the body's exit as Restate's output or terminal failure."""
     execution = RestateExecution(ctx, workflow.name)
     try:
-        decoded: Json = json.loads(payload) if payload else None
+        decoded: Json = pydantic_core.from_json(payload) if payload else None
     except ValueError as exc:
         raise TerminalError(f"payload is not JSON: {exc}", 400) from None
     try:
@@ -535,5 +540,5 @@ async def run_body(
     except InterruptSignal:
         exit = interrupted_json()
     if exit_tag(exit) == "Success":
-        return json.dumps(exit.get("value")).encode()
+        return pydantic_core.to_json(exit.get("value"))
     raise terminal_error(exit)
