@@ -205,6 +205,37 @@ class _Work:
             other._stop()
 
 
+class _Attempt:
+    """One attempt as handed to the engine; its `_Work` exists only once it really runs."""
+
+    __slots__ = ("attempt", "call", "state", "stopped", "work")
+
+    def __init__(self, call: ActivityCall[Any], state: RunState, attempt: int) -> None:
+        self.call = call
+        self.state = state
+        self.attempt = attempt
+        self.work: _Work | None = None
+        self.stopped = False
+
+    def _key(self) -> _WorkKey:
+        execution = self.state.execution
+        return (execution.workflow_name, execution.execution_id, self.call.name, self.attempt)
+
+    def run(self) -> Awaitable[EncodedExit]:
+        self.work = _Work(self._key())
+        if self.stopped:
+            self.work.interrupt()
+        return self.call._attempt(self.state, self.attempt, self.work)  # pyright: ignore[reportPrivateUsage]
+
+    def interrupt(self) -> None:
+        self.stopped = True
+        if self.work is not None:
+            self.work.interrupt()
+        else:  # not started here, but maybe by an earlier replay of this body
+            for other in list(_RUNNING.get(self._key(), ())):
+                other._stop()  # pyright: ignore[reportPrivateUsage]
+
+
 class ActivityCall(Step[R]):
     """An activity bound to its arguments: a `Step` that runs it with retries."""
 
@@ -265,13 +296,10 @@ class ActivityCall(Step[R]):
         act = self.activity
         attempt = 1
         while True:
-            execution = state.execution
-            work = _Work((execution.workflow_name, execution.execution_id, self.name, attempt))
+            # Cheap on a replay, where the engine returns the journaled exit and never runs it.
+            pending = _Attempt(self, state, attempt)
             invocation = ActivityInvocation(
-                name=self.name,
-                attempt=attempt,
-                run=functools.partial(self._attempt, state, attempt, work),
-                interrupt=work.interrupt,
+                name=self.name, attempt=attempt, run=pending.run, interrupt=pending.interrupt
             )
             exit = await state.engine.activity_execute(state.execution, invocation)
             if (

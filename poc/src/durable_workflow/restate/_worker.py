@@ -90,12 +90,7 @@ class RestateExecution:
         self.children: list[str] = []
         self.interrupted = False
         self.interrupt_pending = False
-        raw = ctx.request().headers
-        self._headers = {
-            k.lower(): v
-            for k, v in raw.items()
-            if k.lower() in ("traceparent", "tracestate") or k.lower().startswith("x-durable-")
-        }
+        self._headers: dict[str, str] | None = None
 
     @property
     def workflow_name(self) -> str:
@@ -110,6 +105,12 @@ class RestateExecution:
     @property
     def headers(self) -> Mapping[str, str]:
         """Trace headers of the submission (journaled by Restate with the invocation input)."""
+        if self._headers is None:  # read on first use: only tracing needs them
+            self._headers = {
+                k.lower(): v
+                for k, v in self.ctx.request().headers.items()
+                if k.lower() in ("traceparent", "tracestate") or k.lower().startswith("x-durable-")
+            }
         return self._headers
 
 
