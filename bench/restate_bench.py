@@ -270,13 +270,29 @@ async def _throughput(
     """Workflows per second for ``total`` workflows with ``concurrency`` in flight."""
     keys = iter([_key() for _ in range(total)])
 
+    slow: list[tuple[float, str, str]] = []
+
     async def worker() -> None:
         for key in keys:
-            await driver.run(side, shape, key)
+            began = time.perf_counter()
+            invocation, _ = await driver.run(side, shape, key)
+            took = time.perf_counter() - began
+            if took > SLOW_S:
+                slow.append((took, key, invocation))
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - start)
+    rate = total / (time.perf_counter() - start)
+    for took, key, invocation in slow:  # a stall dominates a round: name it
+        print(
+            f"  slow workflow: {side.name} {shape} {key} ({invocation}) took {took:.1f} s",
+            flush=True,
+        )
+    return rate
+
+
+SLOW_S = 5.0
+"""A workflow slower than this in a throughput round is reported by key and invocation id."""
 
 
 def _journal_entries(server: RestateServer, invocation_id: str) -> int:

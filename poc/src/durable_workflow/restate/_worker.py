@@ -220,18 +220,17 @@ class BodyOperations:
         if _RACE.get() is not None:
             return await self._await(ex, future, interrupt)
         try:
-            # A replayed attempt is complete already: wait_completed would return at once.
-            if not (isinstance(future, ServerDurableFuture) and future.is_completed()):
-                try:
-                    await restate.wait_completed(future)
-                except TerminalError as err:
-                    if not is_cancellation(err):
-                        raise
-                    ex.interrupt_pending = True  # Restate delivers a cancellation once
-                    await restate.wait_completed(future)
+            try:
+                return await future
+            except TerminalError as err:
+                if not (is_cancellation(err) and isinstance(future, ServerDurableFuture)):
+                    raise
+            # Restate delivers a cancellation once, and the SDK future now holds it: read the
+            # attempt's outcome through a second future over the same journal entry.
+            ex.interrupt_pending = True
+            return await future.context.create_future(future.handle, _BYTES)
         except _SDK_STOP as exc:
             raise _Bail(exc) from None
-        return await future
 
     def _interrupted(self, ex: RestateExecution) -> NoReturn:
         ex.interrupted = True
