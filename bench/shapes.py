@@ -7,9 +7,10 @@ journal values of the same size. Only the way the workflow is written differs.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
+
+# The POC's own models: both sides carry exactly the POC's payload, values and result.
+from order_poc.workflow import Charge, Order, Receipt, WarehouseConfirmation
 
 __all__ = [
     "PAD",
@@ -40,41 +41,6 @@ STEP_NAMES = [f"step-{i}" for i in range(MAX_STEPS)]
 
 DEFERRED_NAME = "warehouse-confirmed"
 """The POC's deferred (ours) / workflow promise (raw)."""
-
-
-class Order(BaseModel):
-    """The POC's payload (as in ``order_poc.workflow.Order``)."""
-
-    order_id: str = Field(min_length=1)
-    customer: str
-    amount_cents: int = Field(gt=0)
-    cooling_off_seconds: float = Field(default=0.0, ge=0)
-
-
-class Charge(BaseModel):
-    """What the POC's activity returns."""
-
-    charge_id: str
-    amount_cents: int
-    attempt: int
-
-
-class WarehouseConfirmation(BaseModel):
-    """The value the POC's deferred is completed with."""
-
-    warehouse: str
-    slot: str
-
-
-class Receipt(BaseModel):
-    """The POC's result."""
-
-    order_id: str
-    charge_id: str
-    amount_cents: int
-    warehouse: str
-    slot: str
-    completed_at: datetime
 
 
 class StepsInput(BaseModel):

@@ -101,7 +101,7 @@ _FORBIDDEN = [
     re.compile(r"(?<![\w.-])/(?:tmp|work|root|home)/"),
     re.compile(re.escape("npmjs" + ".")),
     re.compile(re.escape("pypi" + ".")),
-    re.compile(re.escape("pythonhosted" + ".")),
+    re.compile(re.escape("python" + "hosted" + ".")),
     re.compile(re.escape("yarnpkg" + ".")),
 ]
 

@@ -26,7 +26,7 @@ EXPECTED = {
     "VirtualClock", "RealClock", "JournalEntry",
     # the encoded contract
     "Json", "EncodedExit", "EncodedPoll", "Execution", "ActivityInvocation", "ParkRequest",
-    "RegisteredWorkflow", "pick_race_winner",
+    "RegisteredWorkflow", "WorkflowRegistry", "pick_race_winner",
     # errors
     "WorkflowError", "WorkflowDefinitionError", "PayloadInvalid", "WorkflowNotRegistered",
     "ExecutionNotFound", "TokenError", "MalformedToken", "UnknownToken", "NondeterminismError",

@@ -26,6 +26,7 @@ from ._engine import (
     PollStatus,
     RegisteredWorkflow,
     WorkflowEngine,
+    WorkflowRegistry,
     current_engine,
     pick_race_winner,
     use_engine,
@@ -119,6 +120,7 @@ __all__ = [
     "ActivityInvocation",
     "ParkRequest",
     "RegisteredWorkflow",
+    "WorkflowRegistry",
     "pick_race_winner",
     # errors
     "WorkflowError",

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, NoReturn, Protocol, TypeAlias, runtime_checkable
 
 from ._codec import Json, JsonObject
-from ._errors import OutsideWorkflow
+from ._errors import OutsideWorkflow, WorkflowNotRegistered
 
 if TYPE_CHECKING:
     from ._exit import EncodedExit
@@ -36,6 +36,7 @@ __all__ = [
     "ParkRequest",
     "RaceParticipant",
     "RegisteredWorkflow",
+    "WorkflowRegistry",
     "EncodedPoll",
     "PollStatus",
     "WorkflowEngine",
@@ -238,6 +239,27 @@ class WorkflowEngine(Protocol):
         """Whether the last durable operation's outcome was read back from the journal
         (then no span is emitted for it: it was traced when it happened)."""
         ...
+
+
+class WorkflowRegistry:
+    """Workflows by name: the registration part that every engine shares."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, RegisteredWorkflow] = {}
+
+    def register(self, workflow: RegisteredWorkflow) -> None:
+        """Make a workflow known to the engine (and runnable there, if it has a body)."""
+        self._workflows[workflow.name] = workflow
+
+    def is_registered(self, workflow: str) -> bool:
+        """Whether a workflow of this name is registered."""
+        return workflow in self._workflows
+
+    def _require(self, workflow: str) -> RegisteredWorkflow:
+        found = self._workflows.get(workflow)
+        if found is None:
+            raise WorkflowNotRegistered(workflow, list(self._workflows))
+        return found
 
 
 def pick_race_winner(

@@ -31,10 +31,10 @@ from ._engine import (
     Execution,
     ParkRequest,
     RaceParticipant,
-    RegisteredWorkflow,
+    WorkflowRegistry,
     pick_race_winner,
 )
-from ._errors import ExecutionNotFound, InterruptSignal, WorkflowNotRegistered
+from ._errors import ExecutionNotFound, InterruptSignal
 from ._exit import EncodedExit, defect_json, success_json
 
 __all__ = ["InMemoryEngine", "VirtualClock", "RealClock", "Clock", "JournalEntry"]
@@ -189,7 +189,7 @@ class _Run:
         return f"{kind}#{n}"
 
 
-class InMemoryEngine:
+class InMemoryEngine(WorkflowRegistry):
     """The engine contract in memory, with a virtual or real clock.
 
     Args:
@@ -207,25 +207,9 @@ class InMemoryEngine:
     """
 
     def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__()
         self.clock: Clock = clock or RealClock()
-        self._workflows: dict[str, RegisteredWorkflow] = {}
         self._executions: dict[tuple[str, str], _Exec] = {}
-
-    # -- registration -----------------------------------------------------------------------
-
-    def register(self, workflow: RegisteredWorkflow) -> None:
-        """Make a workflow runnable on this engine."""
-        self._workflows[workflow.name] = workflow
-
-    def is_registered(self, workflow: str) -> bool:
-        """Whether a workflow of this name is registered."""
-        return workflow in self._workflows
-
-    def _require(self, workflow: str) -> RegisteredWorkflow:
-        registered = self._workflows.get(workflow)
-        if registered is None:
-            raise WorkflowNotRegistered(workflow, list(self._workflows))
-        return registered
 
     def _get(self, workflow: str, execution_id: str, *, create: bool = False) -> _Exec:
         self._require(workflow)

@@ -13,7 +13,7 @@ from restate.exceptions import TerminalError
 
 from .._codec import Json
 from .._deferred import decode_token
-from .._engine import EncodedPoll, Execution, RegisteredWorkflow
+from .._engine import EncodedPoll, Execution, RegisteredWorkflow, WorkflowRegistry
 from .._errors import (
     EngineUnavailable,
     ExecutionNotFound,
@@ -33,7 +33,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class RestateEngine(BodyOperations):
+class RestateEngine(WorkflowRegistry, BodyOperations):
     """Runs portable workflows durably on Restate.
 
     One object serves both sides. In the worker process, `register` the workflows and serve
@@ -75,28 +75,14 @@ class RestateEngine(BodyOperations):
         retry_policy: restate.InvocationRetryPolicy | None = None,
         timeout: float = 30.0,
     ) -> None:
+        super().__init__()
         self.ingress_url = ingress_url.rstrip("/")
         self.admin_url = admin_url.rstrip("/")
         self.retry_policy = retry_policy
         self.timeout = timeout
-        self._workflows: dict[str, RegisteredWorkflow] = {}
         self._http: httpx.AsyncClient | None = None
 
     # -- registration and serving -----------------------------------------------------------
-
-    def register(self, workflow: RegisteredWorkflow) -> None:
-        """Make a workflow known (client side) and servable (worker side, if it has a body)."""
-        self._workflows[workflow.name] = workflow
-
-    def is_registered(self, workflow: str) -> bool:
-        """Whether a workflow of this name is registered."""
-        return workflow in self._workflows
-
-    def _require(self, workflow: str) -> RegisteredWorkflow:
-        found = self._workflows.get(workflow)
-        if found is None:
-            raise WorkflowNotRegistered(workflow, list(self._workflows))
-        return found
 
     def _retry_policy(self, workflow: RegisteredWorkflow) -> restate.InvocationRetryPolicy | None:
         if getattr(workflow, "suspend_on_failure", False):
