@@ -10,7 +10,7 @@ from conftest import HERE
 
 from durable_workflow import Pending
 from durable_workflow.restate import RestateEngine
-from durable_workflow.testing import EFFECTS_ENV, SideEffects, eventually
+from durable_workflow.testing import EFFECTS_ENV, SideEffects, eventually, poll_until
 from durable_workflow.testing.workflows import ALL_WORKFLOWS, Probe, deferred_wf, greet_wf
 from restate_harness import RestateServer, ServiceProcess
 
@@ -66,14 +66,11 @@ async def test_poll_reports_how_a_waiting_execution_waits(
         p = Probe(run=f"wait-{status}")
         execution_id = await deferred_wf.start(p, engine=engine)
         await eventually(lambda: effects.count(f"{p.run}-before-wait") >= 1)
-        seen: list[Pending] = []
-
-        async def waiting() -> bool:
-            state = await deferred_wf.poll(execution_id, engine=engine)
-            if isinstance(state, Pending) and state.status == status:
-                seen.append(state)
-                return True
-            return False
-
-        await eventually(waiting, timeout=10)
-    assert seen[0] == Pending(status)  # type: ignore[arg-type]
+        seen = await poll_until(
+            deferred_wf,
+            execution_id,
+            lambda s: isinstance(s, Pending) and s.status == status,
+            engine=engine,
+            timeout=10,
+        )
+    assert seen == Pending(status)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from durable_workflow import (
     use_secret_keys,
 )
 from durable_workflow.restate import RestateEngine
-from durable_workflow.testing import EFFECTS_ENV, eventually
+from durable_workflow.testing import EFFECTS_ENV, poll_until
 from restate_harness import RestateServer, ServiceProcess
 
 HERE = Path(__file__).parent
@@ -102,17 +102,15 @@ async def test_a_worker_with_the_wrong_key_parks_with_a_clear_cause(
         engine.register(payments)
         payment = Payment(order_id="sec-2", card=Card(holder="Ada", number=SecretStr(CARD)))
         execution_id = await payments.start(payment, engine=engine)
-        states: list[Pending] = []
-
-        async def parked() -> bool:
-            state = await payments.poll(execution_id, engine=engine)
-            if isinstance(state, Pending) and state.status == "parked":
-                states.append(state)
-                return True
-            return False
-
-        await eventually(parked, timeout=30)
-    cause = states[0].cause
+        state = await poll_until(
+            payments,
+            execution_id,
+            lambda s: isinstance(s, Pending) and s.status == "parked",
+            engine=engine,
+            timeout=30,
+        )
+    assert isinstance(state, Pending)
+    cause = state.cause
     assert cause is not None
     assert SecretKeyInvalid.__name__ in str(cause)
     assert "not configured" in str(cause)

@@ -4,7 +4,14 @@ Subclass `ConformanceSuite` in a test module and provide an ``env`` fixture impl
 `ConformanceEnv` for the engine under test; pytest then runs every scenario against it.
 """
 
-from ._effects import EFFECTS_ENV, SideEffects, eventually
+from ._effects import EFFECTS_ENV, SideEffects, eventually, poll_until
 from ._suite import ConformanceEnv, ConformanceSuite
 
-__all__ = ["ConformanceSuite", "ConformanceEnv", "SideEffects", "eventually", "EFFECTS_ENV"]
+__all__ = [
+    "ConformanceSuite",
+    "ConformanceEnv",
+    "SideEffects",
+    "eventually",
+    "poll_until",
+    "EFFECTS_ENV",
+]

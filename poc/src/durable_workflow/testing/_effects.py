@@ -7,8 +7,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SideEffects", "eventually", "EFFECTS_ENV"]
+if TYPE_CHECKING:
+    from .._engine import WorkflowEngine
+    from .._workflow import Done, Pending, Workflow
+
+__all__ = ["SideEffects", "eventually", "poll_until", "EFFECTS_ENV"]
 
 EFFECTS_ENV = "DW_SIDE_EFFECTS_DIR"
 """The environment variable naming the directory where side effects are recorded."""
@@ -97,3 +102,30 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def poll_until(
+    workflow: Workflow[Any, Any],
+    execution_id: str,
+    matches: Callable[[Pending | Done[Any]], bool],
+    *,
+    engine: WorkflowEngine,
+    timeout: float = 20.0,
+    what: str = "",
+) -> Pending | Done[Any]:
+    """Poll an execution until its state ``matches``; return that state.
+
+    Raises:
+        AssertionError: no matching state within ``timeout`` seconds.
+    """
+    seen: list[Pending | Done[Any]] = []
+
+    async def matched() -> bool:
+        state = await workflow.poll(execution_id, engine=engine)
+        if matches(state):
+            seen.append(state)
+            return True
+        return False
+
+    await eventually(matched, timeout=timeout, what=what or f"{workflow.name}/{execution_id}")
+    return seen[0]

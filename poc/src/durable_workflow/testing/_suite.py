@@ -25,7 +25,7 @@ from .. import (
     WorkflowNotRegistered,
 )
 from .._exit import success_json
-from ._effects import SideEffects, eventually
+from ._effects import SideEffects, eventually, poll_until
 from .workflows import (
     SLEEP,
     Address,
@@ -92,31 +92,23 @@ def _probe(**kwargs: Any) -> Probe:
 
 
 async def _poll_done(env: ConformanceEnv, wf: Workflow[Any, Any], execution_id: str) -> Done[Any]:
-    result: list[Done[Any]] = []
-
-    async def finished() -> bool:
-        state = await wf.poll(execution_id, engine=env.engine)
-        if isinstance(state, Done):
-            result.append(state)
-            return True
-        return False
-
-    await eventually(finished, what=f"{wf.name}/{execution_id} to finish")
-    return result[0]
+    state = await poll_until(
+        wf, execution_id, lambda s: isinstance(s, Done), engine=env.engine, what="to finish"
+    )
+    assert isinstance(state, Done)
+    return state
 
 
 async def _poll_parked(env: ConformanceEnv, wf: Workflow[Any, Any], execution_id: str) -> Pending:
-    result: list[Pending] = []
+    state = await poll_until(
+        wf, execution_id, _is_parked, engine=env.engine, what=f"{wf.name} to park"
+    )
+    assert isinstance(state, Pending)
+    return state
 
-    async def parked() -> bool:
-        state = await wf.poll(execution_id, engine=env.engine)
-        if isinstance(state, Pending) and state.status == "parked":
-            result.append(state)
-            return True
-        return False
 
-    await eventually(parked, what=f"{wf.name}/{execution_id} to park")
-    return result[0]
+def _is_parked(state: Pending | Done[Any]) -> bool:
+    return isinstance(state, Pending) and state.status == "parked"
 
 
 class ConformanceSuite:
