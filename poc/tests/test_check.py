@@ -54,6 +54,7 @@ def test_each_nondeterministic_call_in_a_body_is_reported_with_line_and_advice()
     ]
     assert "durable_workflow.now()" in findings[0].advice
     assert "DurableClock.sleep" in findings[3].advice
+    assert "all_of(name, steps)" in findings[5].advice and "race_all" in findings[5].advice
     assert str(findings[0]).startswith("wf.py:17:9: DW001 datetime.now() in workflow body 'body'")
 
 

@@ -17,6 +17,7 @@ from durable_workflow.testing.workflows import ALL_WORKFLOWS
 class MemoryEnv:
     engine: InMemoryEngine
     effects: SideEffects
+    live_events: bool = True
 
     async def advance(self, delta: timedelta) -> None:
         await self.engine.advance(delta)

@@ -85,7 +85,6 @@ async def test_the_journal_records_each_step_in_order_and_the_activity_runs_once
     assert entries == [
         ("activity", "work", 1),
         ("clock", "one-day", 0),
-        ("deferred", "DurableClock/one-day", 0),
         ("deferred", "signal", 0),
     ]
     assert calls == ["b"]

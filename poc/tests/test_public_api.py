@@ -9,7 +9,8 @@ import durable_workflow
 EXPECTED = {
     # authoring
     "Workflow", "Activity", "activity", "ActivityCall", "RetryPolicy", "DurableClock",
-    "ClockSleep", "DurableDeferred", "DeferredWait", "Step", "race_all", "RaceResult",
+    "ClockSleep", "DurableDeferred", "DeferredWait", "Step", "race_all", "RaceResult", "all_of",
+    "all_settled",
     "add_finalizer", "TypedError",
     # determinism and context
     "now", "random", "uuid4", "current_attempt", "current_execution", "ExecutionInfo",
@@ -23,14 +24,12 @@ EXPECTED = {
     "encode_token", "decode_token",
     # engines
     "WorkflowEngine", "use_engine", "current_engine", "InMemoryEngine", "Clock",
-    "VirtualClock", "RealClock", "JournalEntry",
-    # the encoded contract
-    "Json", "EncodedExit", "EncodedPoll", "Execution", "ActivityInvocation", "ParkRequest",
-    "RegisteredWorkflow", "WorkflowRegistry", "pick_race_winner",
+    "VirtualClock", "RealClock", "JournalEntry", "Json",
     # errors
-    "WorkflowError", "WorkflowDefinitionError", "PayloadInvalid", "WorkflowNotRegistered",
-    "ExecutionNotFound", "TokenError", "MalformedToken", "UnknownToken", "NondeterminismError",
-    "DuplicateStepName", "EngineUnavailable", "OutsideWorkflow", "Defect", "Interrupted",
+    "WorkflowError", "WorkflowDefinitionError", "EngineDefinitionError", "PayloadInvalid",
+    "WorkflowNotRegistered", "ExecutionNotFound", "ExecutionParked", "TokenError",
+    "MalformedToken", "UnknownToken", "NondeterminismError", "DuplicateStepName",
+    "EngineUnavailable", "WorkerUnreachable", "OutsideWorkflow", "Defect", "Interrupted",
     "InterruptSignal", "SecretKeyError", "SecretKeyMissing", "SecretKeyInvalid",
 }  # fmt: skip
 
@@ -59,8 +58,8 @@ def test_every_error_is_rooted_in_workflow_error_except_the_signal() -> None:
         and issubclass(getattr(durable_workflow, n), BaseException)
     ]
     outside = {e.__name__ for e in errors if not issubclass(e, durable_workflow.WorkflowError)}
-    # ParkRequest and InterruptSignal are control flow; TypedError is the users' own base.
-    assert outside == {"InterruptSignal", "ParkRequest", "TypedError"}
+    # InterruptSignal is control flow; TypedError is the users' own base.
+    assert outside == {"InterruptSignal", "TypedError"}
     assert not issubclass(durable_workflow.InterruptSignal, Exception)
 
 
@@ -71,3 +70,49 @@ def test_the_portable_package_does_not_import_an_engine_sdk() -> None:
     code = "import sys, durable_workflow, durable_workflow.testing; print('restate' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+ENGINE_EXPECTED = {
+    # the contract
+    "WorkflowEngine", "EngineBase", "OPERATIONS", "check_engine", "WorkflowRegistry",
+    "RegisteredWorkflow", "Execution", "ActivityInvocation", "Group", "Participant",
+    "ParkRequest", "EncodedPoll", "PollStatus",
+    # encoded values
+    "Json", "JsonObject", "EncodedExit", "success_json", "defect_json", "interrupted_json",
+    "nondeterminism_json", "is_nondeterminism", "NONDETERMINISM", "exit_tag",
+    # tokens
+    "encode_token", "decode_token",
+    # running activities elsewhere
+    "run_activity", "ExecutionInfo",
+    # what engines raise
+    "InterruptSignal", "ExecutionNotFound", "ExecutionParked", "WorkflowNotRegistered",
+    "EngineUnavailable", "WorkerUnreachable", "TokenError", "MalformedToken", "UnknownToken",
+    "PayloadInvalid", "EngineDefinitionError",
+}  # fmt: skip
+
+
+def test_the_engine_authors_interface_is_exactly_the_pinned_names() -> None:
+    from durable_workflow import engine
+
+    assert set(engine.__all__) == ENGINE_EXPECTED
+    assert all(hasattr(engine, name) for name in engine.__all__)
+
+
+def test_engines_import_only_the_public_interface_of_the_portable_layer() -> None:
+    import ast
+    from pathlib import Path
+
+    package = Path(durable_workflow.__file__).parent
+    offenders: list[str] = []
+    for sub in ("restate", "temporal"):
+        for path in sorted((package / sub).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                    if node.module not in ("engine",):
+                        offenders.append(f"{sub}/{path.name}: from ..{node.module or ''}")
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "durable_workflow."
+                ):
+                    if node.module != "durable_workflow.engine":
+                        offenders.append(f"{sub}/{path.name}: from {node.module}")
+    assert offenders == []

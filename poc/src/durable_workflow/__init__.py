@@ -2,7 +2,9 @@
 
 Write a workflow once against `Workflow`, `Activity`, `DurableClock` and `DurableDeferred`;
 choose the engine where the application is composed (`InMemoryEngine` for tests and demos,
-``durable_workflow.restate.RestateEngine`` for durable execution on Restate).
+``durable_workflow.restate.RestateEngine`` for durable execution on Restate,
+``durable_workflow.temporal.TemporalEngine`` on Temporal). Engine authors find the contract in
+`durable_workflow.engine`.
 """
 
 from ._activity import Activity, ActivityCall, RetryPolicy, activity
@@ -17,25 +19,15 @@ from ._context import (
     random,
     uuid4,
 )
-from ._deferred import DeferredWait, DurableDeferred, decode_token, encode_token
-from ._engine import (
-    ActivityInvocation,
-    EncodedPoll,
-    Execution,
-    ParkRequest,
-    PollStatus,
-    RegisteredWorkflow,
-    WorkflowEngine,
-    WorkflowRegistry,
-    current_engine,
-    pick_race_winner,
-    use_engine,
-)
+from ._deferred import DeferredWait, DurableDeferred
+from ._engine import PollStatus, WorkflowEngine, current_engine, use_engine
 from ._errors import (
     Defect,
     DuplicateStepName,
+    EngineDefinitionError,
     EngineUnavailable,
     ExecutionNotFound,
+    ExecutionParked,
     Interrupted,
     InterruptSignal,
     MalformedToken,
@@ -44,13 +36,14 @@ from ._errors import (
     PayloadInvalid,
     TokenError,
     UnknownToken,
+    WorkerUnreachable,
     WorkflowDefinitionError,
     WorkflowError,
     WorkflowNotRegistered,
 )
-from ._exit import EncodedExit, Exit, Failure, Success
+from ._exit import Exit, Failure, Success
+from ._group import RaceResult, all_of, all_settled, race_all
 from ._memory import Clock, InMemoryEngine, JournalEntry, RealClock, VirtualClock
-from ._race import RaceResult, race_all
 from ._secrets import (
     SecretKeyError,
     SecretKeyInvalid,
@@ -59,6 +52,7 @@ from ._secrets import (
     use_secret_keys,
 )
 from ._step import Step
+from ._tokens import decode_token, encode_token
 from ._tracing import disable_tracing, enable_tracing
 from ._typed_error import TypedError
 from ._workflow import Done, Pending, PollResult, Workflow
@@ -77,6 +71,8 @@ __all__ = [
     "Step",
     "race_all",
     "RaceResult",
+    "all_of",
+    "all_settled",
     "add_finalizer",
     "TypedError",
     # determinism and context
@@ -112,16 +108,7 @@ __all__ = [
     "VirtualClock",
     "RealClock",
     "JournalEntry",
-    # the encoded contract
     "Json",
-    "EncodedExit",
-    "EncodedPoll",
-    "Execution",
-    "ActivityInvocation",
-    "ParkRequest",
-    "RegisteredWorkflow",
-    "WorkflowRegistry",
-    "pick_race_winner",
     # errors
     "WorkflowError",
     "WorkflowDefinitionError",
@@ -134,6 +121,9 @@ __all__ = [
     "NondeterminismError",
     "DuplicateStepName",
     "EngineUnavailable",
+    "WorkerUnreachable",
+    "EngineDefinitionError",
+    "ExecutionParked",
     "OutsideWorkflow",
     "Defect",
     "Interrupted",

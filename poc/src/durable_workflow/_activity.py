@@ -7,17 +7,19 @@ import copy
 import functools
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, cast, overload
 
-from ._codec import Codec
-from ._context import ExecutionInfo, RunState, activity_scope
+from ._codec import Codec, Json
+from ._context import ExecutionInfo, RunState, activity_scope, in_branch
 from ._engine import ActivityInvocation, ParkRequest
+from ._errors import WorkflowDefinitionError
 from ._exit import (
     EncodedExit,
     decode_exit,
+    defect_json,
     exception_to_exit_json,
     exit_tag,
     interrupted_json,
@@ -27,17 +29,12 @@ from ._step import Step
 from ._tracing import set_outcome
 from ._typed_error import TypedError
 
-__all__ = ["Activity", "ActivityCall", "RetryPolicy", "activity", "clock_deferred_name"]
+__all__ = ["Activity", "ActivityCall", "RetryPolicy", "activity", "activity_type_named"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _MISSING: Any = object()
-
-
-def clock_deferred_name(clock: str) -> str:
-    """The name of the deferred a durable clock completes."""
-    return f"DurableClock/{clock}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +60,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+            raise WorkflowDefinitionError(
+                f"RetryPolicy.max_attempts must be at least 1, got {self.max_attempts}"
+            )
 
     def delay_before(self, attempt: int) -> timedelta:
         """The wait before ``attempt`` (2 or more)."""
@@ -136,7 +135,35 @@ class Activity(Generic[P, R]):
             err.fields_model()
         self.retry = retry or RetryPolicy()
         self._is_async = inspect.iscoroutinefunction(fn)
+        self.activity_type = self.name
+        """The registered name: what an engine running the work elsewhere looks it up by."""
+        self._arguments: _Arguments | None = None
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        _register_type(self)
+
+    def encode_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Json:
+        """Encode a call's arguments as `Json`, by parameter name (through each parameter's
+        annotation).
+
+        Raises:
+            PayloadInvalid: an argument does not match its annotation.
+            WorkflowDefinitionError: a parameter's type cannot be encoded as JSON.
+        """
+        return self._argument_codec().encode(args, kwargs)
+
+    def _argument_codec(self) -> _Arguments:
+        if self._arguments is None:
+            self._arguments = _Arguments(self.fn, self.activity_type)
+        return self._arguments
+
+    async def run_attempt(self, arguments: Json, info: ExecutionInfo) -> EncodedExit:
+        """Run one attempt of the work with arguments encoded by `encode_arguments`, in this
+        process, and return its encoded exit (for engines that run the work elsewhere, e.g. a
+        Temporal activity worker; see `durable_workflow.engine.run_activity`)."""
+        args, kwargs = self._argument_codec().decode(arguments)
+        call = ActivityCall(self, functools.partial(self.fn, *args, **kwargs), args, kwargs)
+        key = (info.workflow, info.execution_id, self.name, info.attempt or 1)
+        return await call._work_once(info, _Work(key), own_task=False)  # pyright: ignore[reportPrivateUsage]
 
     def named(self, name: str) -> Activity[P, R]:
         """The same work under another journal name (for calls in a loop).
@@ -149,10 +176,78 @@ class Activity(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> ActivityCall[R]:
         """Bind arguments; await the returned step to run it."""
-        return ActivityCall(self, functools.partial(self.fn, *args, **kwargs))
+        return ActivityCall(self, functools.partial(self.fn, *args, **kwargs), args, kwargs)
 
     def __repr__(self) -> str:
         return f"<Activity {self.name!r}>"
+
+
+class _Arguments:
+    """Encodes and decodes the arguments of one activity's calls, by parameter name."""
+
+    def __init__(self, fn: Callable[..., Any], activity_type: str) -> None:
+        self.signature = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:
+            hints = {}
+        self.codecs: dict[str, Codec[Any]] = {
+            name: Codec(hints.get(name, Any), f"argument {name!r} of activity {activity_type!r}")
+            for name in self.signature.parameters
+        }
+
+    def encode(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Json:
+        bound = self.signature.bind(*args, **kwargs)
+        return {name: self.codecs[name].encode(value) for name, value in bound.arguments.items()}
+
+    def decode(self, data: Json) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        values = data if isinstance(data, dict) else {}
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, param in self.signature.parameters.items():
+            if name not in values:
+                continue
+            value = self.codecs[name].decode(values[name])
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+                args.append(value)
+            elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+                args.extend(value)
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                kwargs.update(value)
+            else:
+                kwargs[name] = value
+        return tuple(args), kwargs
+
+
+_TYPES: dict[str, list[Activity[Any, Any]]] = {}
+"""Every activity defined in this process, by registered name (see `activity_type_named`)."""
+
+
+def _register_type(act: Activity[Any, Any]) -> None:
+    defined = _TYPES.setdefault(act.activity_type, [])
+    if not any(other.fn is act.fn for other in defined):
+        defined.append(act)
+
+
+def activity_type_named(name: str) -> Activity[Any, Any]:
+    """The activity defined in this process under ``name`` (its registered name).
+
+    Raises:
+        WorkflowDefinitionError: none, or several different ones, are defined under that name.
+    """
+    defined = _TYPES.get(name, [])
+    if len(defined) == 1:
+        return defined[0]
+    if not defined:
+        raise WorkflowDefinitionError(
+            f"no activity named {name!r} is defined in this process: import the module that "
+            "defines it in the worker"
+        )
+    where = ", ".join(f"{a.fn.__module__}.{a.fn.__qualname__}" for a in defined)
+    raise WorkflowDefinitionError(
+        f"several activities are named {name!r} ({where}): give them distinct names "
+        "(Activity(fn, name=...)) so a worker can tell them apart"
+    )
 
 
 def _cancelling() -> bool:
@@ -208,24 +303,39 @@ class _Work:
 class _Attempt:
     """One attempt as handed to the engine; its `_Work` exists only once it really runs."""
 
-    __slots__ = ("attempt", "call", "state", "stopped", "work")
+    __slots__ = ("attempt", "call", "name", "own_task", "state", "stopped", "work")
 
-    def __init__(self, call: ActivityCall[Any], state: RunState, attempt: int) -> None:
+    def __init__(
+        self, call: ActivityCall[Any], state: RunState, name: str, attempt: int, own_task: bool
+    ) -> None:
         self.call = call
         self.state = state
+        self.name = name
         self.attempt = attempt
+        self.own_task = own_task
         self.work: _Work | None = None
         self.stopped = False
 
     def _key(self) -> _WorkKey:
         execution = self.state.execution
-        return (execution.workflow_name, execution.execution_id, self.call.name, self.attempt)
+        return (execution.workflow_name, execution.execution_id, self.name, self.attempt)
 
     def run(self) -> Awaitable[EncodedExit]:
         self.work = _Work(self._key())
         if self.stopped:
             self.work.interrupt()
-        return self.call._attempt(self.state, self.attempt, self.work)  # pyright: ignore[reportPrivateUsage]
+        return self.call._attempt(self.state, self.attempt, self.work, self.own_task)  # pyright: ignore[reportPrivateUsage]
+
+    def finish(self, exit: EncodedExit) -> EncodedExit:
+        return self.call.finish(self.state, self.attempt, exit)
+
+    def ends(self, exit: EncodedExit) -> bool:
+        retry = self.call.activity.retry
+        return (
+            exit_tag(exit) == "Success"
+            or self.attempt >= retry.max_attempts
+            or not retry.retries(exit, self.call.activity.errors)
+        )
 
     def interrupt(self) -> None:
         self.stopped = True
@@ -239,31 +349,43 @@ class _Attempt:
 class ActivityCall(Step[R]):
     """An activity bound to its arguments: a `Step` that runs it with retries."""
 
-    kind = "activity"
+    kind: ClassVar[str] = "activity"
 
-    def __init__(self, activity: Activity[Any, R], work: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        activity: Activity[Any, R],
+        work: Callable[[], Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(activity.name)
         self.activity = activity
         self._work = work
-        self._in_race = False
+        self._args = args
+        self._kwargs = kwargs or {}
 
-    async def participate(self, state: RunState) -> EncodedExit:
-        """As a race participant, the work runs in a Task of its own so a loser can be
-        interrupted."""
-        self._in_race = True
-        return await super().participate(state)
+    def encode_arguments(self) -> Json:
+        """The call's arguments as `Json` (for engines that run the work elsewhere)."""
+        return self.activity.encode_arguments(self._args, self._kwargs)
 
-    async def _attempt(self, state: RunState, attempt: int, work: _Work) -> EncodedExit:
-        act = self.activity
+    async def _attempt(
+        self, state: RunState, attempt: int, work: _Work, own_task: bool
+    ) -> EncodedExit:
         info = ExecutionInfo(state.execution.workflow_name, state.execution.execution_id, attempt)
         trace = state.trace
         if trace is None:
-            exit = await self._work_once(info, work)
+            exit = await self._work_once(info, work, own_task)
         else:
-            attributes = {"activity.name": self.name, "activity.attempt": attempt}
-            with trace.step(f"activity {self.name}", attributes) as span:
-                exit = await self._work_once(info, work)
+            attributes = {"activity.name": work.key[2], "activity.attempt": attempt}
+            with trace.step(f"activity {work.key[2]}", attributes) as span:
+                exit = await self._work_once(info, work, own_task)
                 set_outcome(span, exit)
+        return self.finish(state, attempt, exit)
+
+    def finish(self, state: RunState, attempt: int, exit: EncodedExit) -> EncodedExit:
+        """Apply suspend-on-failure to an attempt's exit: raise `ParkRequest` when this was
+        the last attempt and it failed, else return the exit."""
+        act = self.activity
         if (
             state.suspend_on_failure
             and exit_tag(exit) != "Success"
@@ -272,7 +394,7 @@ class ActivityCall(Step[R]):
             raise ParkRequest(exit)
         return exit
 
-    async def _work_once(self, info: ExecutionInfo, work: _Work) -> EncodedExit:
+    async def _work_once(self, info: ExecutionInfo, work: _Work, own_task: bool) -> EncodedExit:
         act = self.activity
         with activity_scope(info):
             try:
@@ -280,26 +402,43 @@ class ActivityCall(Step[R]):
                     running = cast(Awaitable[Any], self._work())
                 else:
                     running = asyncio.to_thread(self._work)
-                # Only a race participant can be interrupted, and only then does the work
-                # need a Task of its own; elsewhere it runs inline (no Task, no loop turn).
-                value = await (work.start(running) if self._in_race else running)
+                # Only a group's branch can be interrupted on its own (a loser), and only then
+                # does the work need a Task of its own; elsewhere it runs inline.
+                value = await (work.start(running) if own_task else running)
                 exit = success_json(act.codec.encode(value))
             except asyncio.CancelledError:
-                if not work.interrupted or _cancelling():
-                    raise
-                exit = interrupted_json()
+                if _cancelling():
+                    raise  # the engine is stopping this run: not the work's outcome
+                if work.interrupted:
+                    exit = interrupted_json()
+                else:
+                    # The work cancelled itself (or something it awaited was cancelled): a
+                    # failure of this attempt, retried under the policy, never a silent hang.
+                    exit = defect_json(
+                        "asyncio.CancelledError",
+                        f"the work of activity {work.key[2]!r} was cancelled (attempt "
+                        f"{info.attempt}); it raised CancelledError without being interrupted",
+                    )
             except Exception as exc:
                 exit = exception_to_exit_json(exc, act.errors)
         return exit
 
-    async def run_encoded(self, state: RunState) -> EncodedExit:
+    async def run_encoded(self, state: RunState, name: str) -> EncodedExit:
         act = self.activity
+        own_task = in_branch()
         attempt = 1
         while True:
             # Cheap on a replay, where the engine returns the journaled exit and never runs it.
-            pending = _Attempt(self, state, attempt)
+            pending = _Attempt(self, state, name, attempt, own_task)
             invocation = ActivityInvocation(
-                name=self.name, attempt=attempt, run=pending.run, interrupt=pending.interrupt
+                name=name,
+                attempt=attempt,
+                run=pending.run,
+                interrupt=pending.interrupt,
+                activity_type=act.activity_type,
+                arguments=self.encode_arguments,
+                finish=pending.finish,
+                ends=pending.ends,
             )
             exit = await state.engine.activity_execute(state.execution, invocation)
             if (
@@ -311,9 +450,7 @@ class ActivityCall(Step[R]):
             attempt += 1
             wait = act.retry.delay_before(attempt)
             if wait > timedelta(0):
-                clock = f"{self.name}/retry-{attempt}"
-                await state.engine.schedule_clock(state.execution, clock, wait)
-                await state.engine.deferred_result(state.execution, clock_deferred_name(clock))
+                await state.engine.sleep(state.execution, f"{name}/retry-{attempt}", wait)
 
     def decode(self, exit: EncodedExit) -> R:
         return decode_exit(exit, self.activity.codec, self.activity.errors).result()

@@ -4,47 +4,47 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import ClassVar
 
-from ._activity import clock_deferred_name
-from ._codec import Codec
 from ._context import RunState
-from ._exit import EncodedExit, decode_exit, exit_tag
+from ._errors import WorkflowDefinitionError
+from ._exit import EncodedExit, success_json
 from ._step import Step
 
 __all__ = ["DurableClock", "ClockSleep"]
 
-_NONE: Codec[None] = Codec(type(None), "clock result")
+_DONE = success_json(None)
 
 
 class ClockSleep(Step[None]):
     """A durable sleep: a `Step` that completes when its deadline has passed."""
 
-    kind = "clock"
+    kind: ClassVar[str] = "clock"
 
     def __init__(self, name: str, duration: timedelta) -> None:
         super().__init__(name)
         if duration < timedelta(0):
-            raise ValueError(f"clock {name!r}: duration must not be negative")
+            raise WorkflowDefinitionError(
+                f"clock {name!r}: duration must not be negative, got {duration}"
+            )
         self.duration = duration
 
-    async def run_encoded(self, state: RunState) -> EncodedExit:
-        await state.engine.schedule_clock(state.execution, self.name, self.duration)
-        exit = await state.engine.deferred_result(state.execution, clock_deferred_name(self.name))
+    async def run_encoded(self, state: RunState, name: str) -> EncodedExit:
+        await state.engine.sleep(state.execution, name, self.duration)
         trace = state.trace
         if trace is not None and not state.engine.is_replaying(state.execution):
             started = time.time_ns() - int(self.duration.total_seconds() * 1e9)
             trace.emit(
-                f"sleep {self.name}",
-                {"clock.name": self.name, "clock.duration_s": self.duration.total_seconds()},
-                step=f"clock:{self.name}",
-                exit=exit,
+                f"sleep {name}",
+                {"clock.name": name, "clock.duration_s": self.duration.total_seconds()},
+                step=f"clock:{name}",
+                exit=_DONE,
                 start_ns=started,
             )
-        return exit
+        return _DONE
 
     def decode(self, exit: EncodedExit) -> None:
-        if exit_tag(exit) != "Success":
-            decode_exit(exit, _NONE, ()).result()
+        return None
 
 
 class DurableClock:

@@ -7,8 +7,9 @@ again as the body passes the same points).
 
 from __future__ import annotations
 
+import contextlib
 import uuid as _uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 __all__ = [
     "RunState",
     "body_scope",
+    "branch_scope",
+    "in_branch",
+    "current_branch",
+    "scoped",
     "ExecutionInfo",
     "current_run",
     "run_state",
@@ -84,6 +89,8 @@ class ExecutionInfo:
 
 
 _RUN: ContextVar[RunState | None] = ContextVar("durable_workflow_run", default=None)
+_BRANCH: ContextVar[str] = ContextVar("durable_workflow_branch", default="")
+"""The journal-name prefix of the group branch the current task runs, e.g. ``charges[3]``."""
 _ACTIVITY: ContextVar[ExecutionInfo | None] = ContextVar("durable_workflow_activity", default=None)
 
 
@@ -129,6 +136,33 @@ class _Scope:
 def body_scope(state: RunState) -> _Scope:
     """Enter a body run."""
     return _Scope(state, None)
+
+
+def scoped(name: str) -> str:
+    """A step's journal name in the current branch: ``name`` at the top of a body,
+    ``<group>[<i>]/name`` inside branch ``i`` of a group (nested groups nest the prefix)."""
+    prefix = _BRANCH.get()
+    return f"{prefix}/{name}" if prefix else name
+
+
+def current_branch() -> str:
+    """The journal-name prefix of the current group branch (empty at the top of a body)."""
+    return _BRANCH.get()
+
+
+def in_branch() -> bool:
+    """Whether the current task runs a branch of a group."""
+    return bool(_BRANCH.get())
+
+
+@contextlib.contextmanager
+def branch_scope(prefix: str) -> Generator[None]:
+    """Run the enclosed steps as branch ``prefix`` of a group (see `scoped`)."""
+    token = _BRANCH.set(prefix)
+    try:
+        yield
+    finally:
+        _BRANCH.reset(token)
 
 
 def activity_scope(info: ExecutionInfo) -> _Scope:

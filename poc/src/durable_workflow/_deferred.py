@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 from ._codec import Codec
 from ._context import RunState, run_state
 from ._engine import WorkflowEngine, current_engine
-from ._errors import MalformedToken, UnknownToken, WorkflowDefinitionError
+from ._errors import PayloadInvalid, UnknownToken, WorkflowDefinitionError
 from ._exit import EncodedExit, decode_exit, failure_json, success_json
 from ._step import Step
+from ._tokens import decode_token, encode_token
 from ._typed_error import TypedError
 
 if TYPE_CHECKING:
@@ -24,53 +22,21 @@ __all__ = ["DurableDeferred", "DeferredWait", "encode_token", "decode_token"]
 T = TypeVar("T")
 
 
-def encode_token(workflow: str, execution_id: str, deferred: str) -> str:
-    """The token naming one deferred of one execution: base64url of a JSON array of the three.
-
-    The same layout as @effect/workflow's tokens (``[workflow, execution id, deferred]``),
-    without padding.
-    """
-    raw = json.dumps([workflow, execution_id, deferred], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(token: str) -> tuple[str, str, str]:
-    """Split a token into (workflow, execution id, deferred name).
-
-    Raises:
-        MalformedToken: not base64url, not JSON, or not three non-empty strings.
-    """
-    if not isinstance(token, str) or not token:  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise MalformedToken(str(token), "empty or not a string")
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        parts: Any = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise MalformedToken(token, f"not base64url-encoded JSON ({exc})") from None
-    if (
-        not isinstance(parts, list)
-        or len(parts) != 3  # pyright: ignore[reportUnknownArgumentType]
-        or not all(isinstance(p, str) and p for p in parts)  # pyright: ignore[reportUnknownVariableType]
-    ):
-        raise MalformedToken(token, "expected [workflow, execution id, deferred name]")
-    workflow, execution_id, name = cast(list[str], parts)
-    return workflow, execution_id, name
-
-
 class DeferredWait(Step[T]):
     """Waiting for a deferred: a `Step` that completes with the deferred's value."""
 
-    kind = "deferred"
+    kind: ClassVar[str] = "deferred"
+    scoped_name: ClassVar[bool] = False  # the slot is named for the whole execution
 
     def __init__(self, deferred: DurableDeferred[T]) -> None:
         super().__init__(deferred.name)
         self.deferred = deferred
 
-    def claim(self, state: RunState) -> None:
+    def claim(self, state: RunState) -> str:
         # A deferred is a slot, not a step: waiting for it twice returns the same outcome.
-        return None
+        return self.name
 
-    async def run_encoded(self, state: RunState) -> EncodedExit:
+    async def run_encoded(self, state: RunState, name: str) -> EncodedExit:
         trace = state.trace
         if trace is not None:
             trace.mark(f"deferred:{self.name}")
@@ -169,8 +135,12 @@ class DurableDeferred(Generic[T]):
             raise UnknownToken(token, f"workflow {workflow!r} is not registered with this engine")
         return workflow, execution_id
 
-    async def succeed(self, token: str, value: T, *, engine: WorkflowEngine | None = None) -> None:
+    async def succeed(self, token: str, value: T, *, engine: WorkflowEngine | None = None) -> bool:
         """Complete the deferred with a value.
+
+        Returns:
+            ``True`` if this completion was recorded; ``False`` if an earlier one had won
+            (the first completion wins, later ones change nothing).
 
         Raises:
             MalformedToken: the token cannot be decoded.
@@ -179,27 +149,56 @@ class DurableDeferred(Generic[T]):
         """
         engine = engine or current_engine()
         workflow, execution_id = self._target(token, engine)
-        await engine.deferred_done(
-            workflow, execution_id, self.name, success_json(self.codec.encode(value))
+        return await _complete(
+            engine, token, workflow, execution_id, self.name, success_json(self.codec.encode(value))
         )
 
     async def fail(
         self, token: str, error: TypedError, *, engine: WorkflowEngine | None = None
-    ) -> None:
+    ) -> bool:
         """Complete the deferred with one of its declared errors (raised in the waiting body).
+
+        Returns:
+            ``True`` if this completion was recorded; ``False`` if an earlier one had won.
 
         Raises:
             MalformedToken: the token cannot be decoded.
             UnknownToken: it names another deferred or an unregistered workflow.
-            TypeError: the error is not one of the declared ``errors``.
+            PayloadInvalid: the error is not one of the declared ``errors``.
         """
         if not any(isinstance(error, cls) for cls in self.errors):
-            raise TypeError(
-                f"deferred {self.name!r} does not declare {type(error).__name__} in errors="
+            declared = ", ".join(c.__name__ for c in self.errors) or "none"
+            raise PayloadInvalid(
+                f"failure of deferred {self.name!r}",
+                [
+                    {
+                        "loc": ("error",),
+                        "msg": f"{type(error).__name__} is not declared in errors= "
+                        f"(declared: {declared})",
+                    }
+                ],
             )
         engine = engine or current_engine()
         workflow, execution_id = self._target(token, engine)
-        await engine.deferred_done(workflow, execution_id, self.name, failure_json(error))
+        return await _complete(
+            engine, token, workflow, execution_id, self.name, failure_json(error)
+        )
 
     def __repr__(self) -> str:
         return f"<DurableDeferred {self.name!r}>"
+
+
+async def _complete(
+    engine: WorkflowEngine,
+    token: str,
+    workflow: str,
+    execution_id: str,
+    name: str,
+    exit: EncodedExit,
+) -> bool:
+    try:
+        return await engine.deferred_done(workflow, execution_id, name, exit)
+    except UnknownToken as exc:
+        if exc.token is None:  # quote the token the caller sent, not one rebuilt from parts
+            raise UnknownToken(token, exc.reason) from None
+        raise

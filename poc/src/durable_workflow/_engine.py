@@ -6,26 +6,31 @@ A backend never sees user types: payloads, results, errors and deferred values r
 every engine.
 
 The operations follow @effect/workflow's ``WorkflowEngine`` (register, execute, poll,
-interrupt, resume, activity_execute, deferred_result, deferred_done, schedule_clock), adapted
+interrupt, resume, activity_execute, deferred_result, deferred_done, and a clock), adapted
 to asyncio: the waiting operations are awaitables and each engine decides what waiting means
-(the in-memory engine unwinds the body and replays it later; Restate suspends the invocation).
-Four operations are added because Python bodies need them and each engine must own them:
-`race` (a positional journal needs the winner recorded by the engine), `now`/`random`
-(determinism), and `park` (suspend-on-failure).
+(the in-memory engine unwinds the body and replays it later; Restate suspends the invocation;
+Temporal's workflow task waits for the next event). Operations added because Python bodies need
+them and each engine must own them: `sleep` (one operation for a durable timer, instead of a
+clock that completes a specially named deferred), `concurrently` (races and fan-outs: a
+positional journal needs the engine to schedule and record them), `now`/`random`
+(determinism), `park` (suspend-on-failure) and `is_replaying` (tracing).
+
+Engine authors import these names from the public module `durable_workflow.engine`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import random as _random
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal, NoReturn, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, Protocol, TypeAlias
 
 from ._codec import Json, JsonObject
-from ._errors import OutsideWorkflow, WorkflowNotRegistered
+from ._errors import EngineDefinitionError, OutsideWorkflow, WorkflowNotRegistered
 
 if TYPE_CHECKING:
     from ._exit import EncodedExit
@@ -34,15 +39,18 @@ __all__ = [
     "Execution",
     "ActivityInvocation",
     "ParkRequest",
-    "RaceParticipant",
+    "Participant",
+    "Group",
     "RegisteredWorkflow",
     "WorkflowRegistry",
     "EncodedPoll",
     "PollStatus",
     "WorkflowEngine",
+    "EngineBase",
+    "OPERATIONS",
+    "check_engine",
     "use_engine",
     "current_engine",
-    "pick_race_winner",
 ]
 
 PollStatus: TypeAlias = Literal["running", "suspended", "parked"]
@@ -52,11 +60,14 @@ EncodedPoll: TypeAlias = JsonObject
 """``{"_tag": "Pending", "status": PollStatus, "cause": EncodedExit | None}`` or
 ``{"_tag": "Done", "exit": EncodedExit}``."""
 
-RaceParticipant: TypeAlias = "Callable[[], Awaitable[EncodedExit]]"
-"""Runs one participant of a race (itself using engine operations) to its encoded exit."""
+Participant: TypeAlias = "Callable[[], Awaitable[EncodedExit]]"
+"""Runs one branch of a `Group` (itself using engine operations) to its encoded exit.
+
+It returns normally with the branch's exit, also when the workflow's interrupt was delivered
+inside it (the exit is then ``Interrupted``); control-flow exceptions of the engine (suspension,
+parking) propagate."""
 
 
-@runtime_checkable
 class Execution(Protocol):
     """An engine's handle on one run of one execution, passed back to body-side operations."""
 
@@ -67,7 +78,7 @@ class Execution(Protocol):
 
     @property
     def execution_id(self) -> str:
-        """The deterministic execution id (the Restate workflow key on Restate)."""
+        """The deterministic execution id (the Restate workflow key, the Temporal workflow id)."""
         ...
 
     @property
@@ -92,24 +103,75 @@ class ParkRequest(Exception):
         super().__init__(f"park on failure: {cause.get('type') or cause.get('_tag')}")
 
 
+def _no_arguments() -> Json:
+    return None
+
+
+def _unchanged(exit: EncodedExit) -> EncodedExit:
+    return exit
+
+
+def _always(exit: EncodedExit) -> bool:
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityInvocation:
     """One attempt of an activity, as the engine sees it.
 
     Attributes:
-        name: The activity's journal name (unique within the execution).
+        name: The attempt's journal name (unique within the execution).
         attempt: 1-based attempt number; each attempt is journaled on its own.
-        run: Runs the work once and returns its encoded exit. It never raises for failures of
-            the work (those are in the exit); it raises `ParkRequest` when the failure must
-            park the execution, and control-flow exceptions escape untouched.
+        run: Runs the work once, in this process, and returns its encoded exit. It never raises
+            for failures of the work (those are in the exit); it raises `ParkRequest` when the
+            failure must park the execution, and control-flow exceptions escape untouched.
         interrupt: Stops the work if it is running (a race loser): ``run`` then returns an
             ``Interrupted`` exit. Engines that cancel the participant's task need not call it.
+        activity_type: The activity's registered name (shared by its ``named`` twins): what an
+            engine that runs activities elsewhere (a Temporal worker) looks the work up by, with
+            `durable_workflow.engine.run_activity`.
+        arguments: Encodes the call's arguments as `Json`, for such engines (only they pay for
+            it).
+        finish: Such engines pass the exit the work returned there through ``finish`` in the
+            body, which raises `ParkRequest` where ``run`` would have (suspend-on-failure).
+        ends: Whether an exit of this attempt is the activity's outcome (a success, or a
+            failure with no attempt left): lets an engine see early that a group is decided.
     """
 
     name: str
     attempt: int
     run: Callable[[], Awaitable[EncodedExit]]
     interrupt: Callable[[], None] = lambda: None
+    activity_type: str = ""
+    arguments: Callable[[], Json] = _no_arguments
+    finish: Callable[[EncodedExit], EncodedExit] = _unchanged
+    ends: Callable[[EncodedExit], bool] = _always
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Steps run concurrently by `WorkflowEngine.concurrently`: a race or a fan-out.
+
+    Attributes:
+        name: The group's journal name (unique within the execution).
+        participants: One per branch, in order. Start them in index order, at most
+            ``concurrency`` at a time.
+        concurrency: How many branches may be in flight at once (``None``: all).
+        decided: Called with the finished branches, as ``(index, exit)`` pairs in completion
+            order, each time one more has finished; once it returns true the group is over: the
+            engine interrupts the unfinished branches, starts no more, journals the finished
+            ones and returns them. It is also over once every branch has finished.
+
+    Branches must be run so that their durable operations come in the same order on a replay:
+    an engine that replays from a journal resolves the branches' waits in a deterministic order
+    (Restate's worker hands every wait to one coordinator), or relies on a deterministic event
+    loop (Temporal's workflow sandbox).
+    """
+
+    name: str
+    participants: Sequence[Participant]
+    concurrency: int | None
+    decided: Callable[[Sequence[tuple[int, EncodedExit]]], bool]
 
 
 class RegisteredWorkflow(Protocol):
@@ -117,12 +179,23 @@ class RegisteredWorkflow(Protocol):
 
     @property
     def name(self) -> str:
-        """The workflow's name (the Restate service name on Restate)."""
+        """The workflow's name (the Restate service name, the Temporal workflow type)."""
         ...
 
     @property
     def has_body(self) -> bool:
         """Whether a body is attached (client-only definitions have none)."""
+        ...
+
+    @property
+    def suspend_on_failure(self) -> bool:
+        """Whether a failure parks the execution (until ``resume``) instead of ending it."""
+        ...
+
+    @property
+    def retention(self) -> timedelta | None:
+        """How long a finished execution is remembered (its id deduplicates starts meanwhile);
+        ``None``: the engine's default."""
         ...
 
     def check_completion(self, name: str, exit: EncodedExit) -> None:
@@ -144,7 +217,8 @@ class WorkflowEngine(Protocol):
     """The contract every durable backend implements (encoded values only).
 
     Client-side operations take workflow names and execution ids; body-side operations take
-    the `Execution` handle the engine passed to `RegisteredWorkflow.run_encoded`.
+    the `Execution` handle the engine passed to `RegisteredWorkflow.run_encoded`. Subclass
+    `EngineBase` to have a missing operation reported when the class is defined.
     """
 
     def register(self, workflow: RegisteredWorkflow) -> None:
@@ -190,6 +264,19 @@ class WorkflowEngine(Protocol):
         """Continue a parked execution (suspend-on-failure, nondeterminism)."""
         ...
 
+    async def deferred_done(
+        self, workflow: str, execution_id: str, name: str, exit: EncodedExit
+    ) -> bool:
+        """Record a deferred's exit (the first completion wins) and wake the execution.
+
+        Returns:
+            Whether this completion was recorded (``False``: an earlier one had won).
+
+        Raises:
+            UnknownToken, PayloadInvalid: `RegisteredWorkflow.check_completion` refused it.
+        """
+        ...
+
     async def activity_execute(
         self, execution: Execution, activity: ActivityInvocation
     ) -> EncodedExit:
@@ -200,26 +287,24 @@ class WorkflowEngine(Protocol):
         """Wait for the deferred's recorded exit (suspending the execution as needed)."""
         ...
 
-    async def deferred_done(
-        self, workflow: str, execution_id: str, name: str, exit: EncodedExit
-    ) -> None:
-        """Record a deferred's exit (the first completion wins) and wake the execution.
-
-        Raises:
-            UnknownToken, PayloadInvalid: `RegisteredWorkflow.check_completion` refused it.
-        """
+    async def sleep(self, execution: Execution, name: str, duration: timedelta) -> None:
+        """Wait ``duration`` durably: the deadline is journaled once under ``name`` and kept
+        across crashes and replays."""
         ...
 
-    async def schedule_clock(self, execution: Execution, name: str, duration: timedelta) -> None:
-        """Arrange a durable wake-up that completes the clock's deferred after ``duration``."""
-        ...
+    async def concurrently(
+        self, execution: Execution, group: Group
+    ) -> list[tuple[int, EncodedExit]]:
+        """Run a group's branches concurrently until `Group.decided`; journal which finished.
 
-    async def race(
-        self, execution: Execution, name: str, participants: Sequence[RaceParticipant]
-    ) -> tuple[int, EncodedExit]:
-        """Run participants concurrently; journal and return the winner (see `pick_race_winner`).
+        Returns ``(index, exit)`` of each branch that finished, in completion order (the order
+        their compensations are registered in), journaled as one entry: a replay returns it
+        without running the branches again. Branches unfinished when the group is decided are
+        interrupted (their running activities stopped) and not started ones never start.
 
-        Losers are interrupted. A replay returns the journaled winner.
+        The workflow's interrupt is delivered to each branch at its next durable operation
+        (an activity that is running finishes first, decision 0006), so the branches each
+        finish with an ``Interrupted`` exit and the group ends normally.
         """
         ...
 
@@ -241,6 +326,78 @@ class WorkflowEngine(Protocol):
         ...
 
 
+OPERATIONS: tuple[str, ...] = (
+    "register",
+    "is_registered",
+    "execute",
+    "poll",
+    "interrupt",
+    "resume",
+    "deferred_done",
+    "activity_execute",
+    "deferred_result",
+    "sleep",
+    "concurrently",
+    "now",
+    "random",
+    "park",
+    "is_replaying",
+)
+"""Every operation of `WorkflowEngine`, by name."""
+
+_ASYNC_OPERATIONS = frozenset(
+    {
+        "execute",
+        "poll",
+        "interrupt",
+        "resume",
+        "deferred_done",
+        "activity_execute",
+        "deferred_result",
+        "sleep",
+        "concurrently",
+        "now",
+    }
+)
+
+
+def _missing_operations(candidate: object) -> list[str]:
+    problems: list[str] = []
+    for name in OPERATIONS:
+        member = getattr(candidate, name, None)
+        if member is None or not callable(member):
+            problems.append(f"{name} is missing")
+        elif getattr(member, "__isabstractmethod__", False):
+            problems.append(f"{name} is not implemented")
+        elif name in _ASYNC_OPERATIONS and not inspect.iscoroutinefunction(member):
+            problems.append(f"{name} must be an `async def`")
+    return problems
+
+
+def check_engine(engine: object) -> None:
+    """Check that ``engine`` implements every operation of the contract.
+
+    `use_engine` and the operations of `Workflow` call it, so an incomplete engine is refused
+    where it is chosen, not in the middle of a run.
+
+    Raises:
+        EngineDefinitionError: an operation is missing, or async where it must be, naming each.
+    """
+    cls = type(engine)
+    if cls in _CHECKED:
+        return
+    problems = _missing_operations(engine)
+    if problems:
+        raise EngineDefinitionError(
+            f"{cls.__qualname__} is not a complete WorkflowEngine: {'; '.join(problems)} "
+            "(see durable_workflow.engine)"
+        )
+    _CHECKED.add(cls)
+
+
+_CHECKED: set[type] = set()
+
+
 class WorkflowRegistry:
     """Workflows by name: the registration part that every engine shares."""
 
@@ -255,6 +412,11 @@ class WorkflowRegistry:
         """Whether a workflow of this name is registered."""
         return workflow in self._workflows
 
+    @property
+    def workflows(self) -> list[RegisteredWorkflow]:
+        """The registered workflows, in registration order."""
+        return list(self._workflows.values())
+
     def _require(self, workflow: str) -> RegisteredWorkflow:
         found = self._workflows.get(workflow)
         if found is None:
@@ -262,24 +424,35 @@ class WorkflowRegistry:
         return found
 
 
-def pick_race_winner(
-    finished: Sequence[tuple[int, EncodedExit]], total: int
-) -> tuple[int, EncodedExit] | None:
-    """The race rule every engine applies (as Effect's ``raceAll``).
+class EngineBase(WorkflowRegistry):
+    """Base class for engines: the shared registry, and the contract checked at definition.
 
-    The first participant to succeed wins. If every participant failed, the last failure is
-    the race's outcome. Returns ``None`` while undecided.
+    A concrete subclass that lacks an operation of `WorkflowEngine` (or defines a waiting one
+    without ``async``) fails when the class statement runs, naming what is missing. Pass
+    ``abstract=True`` in the class statement for an intermediate base class.
 
-    Args:
-        finished: (index, exit) pairs in completion order.
-        total: Number of participants.
+    Example:
+        ```python
+        class MyEngine(EngineBase):
+            async def execute(self, workflow, execution_id, payload, **options): ...
+            ...
+        ```
     """
-    for index, exit in finished:
-        if exit.get("_tag") == "Success":
-            return index, exit
-    if len(finished) == total and finished:
-        return finished[-1]
-    return None
+
+    _abstract: ClassVar[bool] = True
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._abstract = abstract
+        if abstract:
+            return
+        problems = _missing_operations(cls)
+        if problems:
+            raise EngineDefinitionError(
+                f"engine {cls.__qualname__} does not implement the WorkflowEngine contract: "
+                f"{'; '.join(problems)} (see durable_workflow.engine)"
+            )
+        _CHECKED.add(cls)
 
 
 _current_engine: ContextVar[WorkflowEngine | None] = ContextVar(
@@ -291,6 +464,9 @@ _current_engine: ContextVar[WorkflowEngine | None] = ContextVar(
 def use_engine(engine: WorkflowEngine) -> Generator[WorkflowEngine, None, None]:
     """Choose the engine for workflow operations in this context (the composition root).
 
+    Raises:
+        EngineDefinitionError: ``engine`` does not implement the whole contract.
+
     Example:
         ```python
         engine = InMemoryEngine()
@@ -299,6 +475,7 @@ def use_engine(engine: WorkflowEngine) -> Generator[WorkflowEngine, None, None]:
             receipt = await order_workflow.execute(order)
         ```
     """
+    check_engine(engine)
     token = _current_engine.set(engine)
     try:
         yield engine

@@ -10,9 +10,13 @@ restate-sdk's suspension: a workflow body's `except Exception` must not swallow 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "WorkflowError",
     "WorkflowDefinitionError",
+    "EngineDefinitionError",
     "PayloadInvalid",
     "WorkflowNotRegistered",
     "ExecutionNotFound",
@@ -22,7 +26,9 @@ __all__ = [
     "NondeterminismError",
     "DuplicateStepName",
     "EngineUnavailable",
+    "WorkerUnreachable",
     "OutsideWorkflow",
+    "ExecutionParked",
     "Defect",
     "Interrupted",
     "InterruptSignal",
@@ -34,7 +40,13 @@ class WorkflowError(Exception):
 
 
 class WorkflowDefinitionError(WorkflowError, TypeError):
-    """A workflow, activity or deferred is defined with a type that cannot cross the journal."""
+    """A workflow, activity, deferred or step is defined or called in a way that cannot work
+    (a type that cannot cross the journal, a negative duration, a race of no steps, ...)."""
+
+
+class EngineDefinitionError(WorkflowDefinitionError):
+    """An engine does not implement the engine contract, or was handed another engine's
+    execution handle."""
 
 
 class PayloadInvalid(WorkflowError, ValueError):
@@ -87,11 +99,18 @@ class MalformedToken(TokenError):
 
 
 class UnknownToken(TokenError):
-    """The token is well formed but names a workflow or deferred that is not known here."""
+    """The token is well formed but names a workflow or deferred that is not known here.
 
-    def __init__(self, token: str, reason: str) -> None:
+    Attributes:
+        token: The token as sent (``None`` where only the deferred's name was known).
+        reason: What is unknown.
+    """
+
+    def __init__(self, token: str | None, reason: str) -> None:
         self.token = token
-        super().__init__(f"unknown deferred token {token[:60]!r}: {reason}")
+        self.reason = reason
+        what = f"unknown deferred token {token[:60]!r}" if token else "unknown deferred"
+        super().__init__(f"{what}: {reason}")
 
 
 class NondeterminismError(WorkflowError):
@@ -109,23 +128,83 @@ class DuplicateStepName(WorkflowError):
     """A body used the same activity (or clock, or race) name twice in one execution.
 
     Journal entries are identified by name; a repeated name would silently return the first
-    result, so it is refused. Give each call its own name (``activity.named(f"charge-{i}")``).
+    result, so it is refused. Give each call its own name (``activity.named(f"charge-{i}")``),
+    or run the calls as the branches of `all_of`, which names each branch's steps apart.
     """
 
     def __init__(self, kind: str, name: str) -> None:
         self.kind = kind
         self.name = name
         super().__init__(
-            f"{kind} name {name!r} is used twice in one execution; give each call its own name"
+            f"{kind} name {name!r} is used twice in one execution: give each call its own name "
+            f'(for an activity: `.named(f"{name}-{{i}}")(...)`), or run the calls as the '
+            "branches of all_of(), which names each branch apart"
         )
+
+    @classmethod
+    def from_message(cls, message: str) -> DuplicateStepName:
+        """Rebuild the error from its message (as journaled in a defect)."""
+        kind, _, rest = message.partition(" name ")
+        name = rest.split(" is used twice", 1)[0].strip("'\"") if rest else message
+        return cls(kind or "step", name)
 
 
 class EngineUnavailable(WorkflowError, ConnectionError):
     """The engine (for example restate-server) cannot be reached or answered unexpectedly."""
 
 
+class WorkerUnreachable(EngineUnavailable):
+    """The engine is up but cannot reach the worker that serves the workflows (a deployment
+    was refused because the engine could not connect to its URL).
+
+    Attributes:
+        url: The worker URL the engine could not reach.
+    """
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        super().__init__(
+            f"the engine cannot reach the worker at {url}: {detail} (is the worker serving "
+            "there, and reachable from the engine's host?)"
+        )
+
+
 class OutsideWorkflow(WorkflowError, RuntimeError):
     """A function that only works inside a workflow body (or activity) was called elsewhere."""
+
+
+class ExecutionParked(WorkflowError):
+    """The execution is parked: it stopped on a failure (suspend-on-failure, a
+    nondeterministic replay, a missing secret key) and waits for ``resume``.
+
+    Raised by ``execute`` instead of waiting for ever. Fix the cause, then call ``resume``
+    and ``execute`` (or ``poll``) again.
+
+    Attributes:
+        workflow: The workflow's name.
+        execution_id: The execution id.
+        cause: Why it parked (a `Defect`, a `TypedError` or a `NondeterminismError`), if known.
+        encoded_cause: The cause as the engine recorded it (engines raise this error with the
+            encoded cause; the workflow decodes it into ``cause``).
+    """
+
+    def __init__(
+        self,
+        workflow: str,
+        execution_id: str,
+        cause: Exception | None = None,
+        *,
+        encoded_cause: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.execution_id = execution_id
+        self.cause = cause
+        self.encoded_cause = encoded_cause
+        why = f": {cause}" if cause is not None else ""
+        super().__init__(
+            f"workflow execution {workflow}/{execution_id} is parked{why}; fix the cause, then "
+            "resume it (Workflow.resume)"
+        )
 
 
 class Defect(WorkflowError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from ._codec import Codec, Json, JsonObject
-from ._errors import Defect, Interrupted, NondeterminismError
+from ._errors import Defect, DuplicateStepName, Interrupted, NondeterminismError
 from ._typed_error import TypedError
 
 __all__ = [
@@ -28,6 +28,9 @@ __all__ = [
     "failure_json",
     "defect_json",
     "interrupted_json",
+    "nondeterminism_json",
+    "is_nondeterminism",
+    "NONDETERMINISM",
     "exit_tag",
     "encode_exit",
     "decode_exit",
@@ -95,6 +98,27 @@ def interrupted_json() -> EncodedExit:
     return {"_tag": "Interrupted"}
 
 
+NONDETERMINISM = "durable_workflow.NondeterminismError"
+"""The defect type that marks a replay whose body no longer matches its journal."""
+
+
+def nondeterminism_json(message: str) -> EncodedExit:
+    """The cause an engine parks an execution with when its replay diverged from the journal.
+
+    ``message`` should name the journal entry and what the body asked for instead; callers
+    receive it as a `NondeterminismError`.
+    """
+    return defect_json(NONDETERMINISM, message)
+
+
+def is_nondeterminism(exit: EncodedExit) -> bool:
+    """Whether an exit is the `nondeterminism_json` cause."""
+    return exit.get("_tag") == "Defect" and exit.get("type") == NONDETERMINISM
+
+
+_DUPLICATE = "durable_workflow.DuplicateStepName"
+
+
 def exit_tag(exit: EncodedExit) -> str:
     """``Success``, ``Failure``, ``Defect`` or ``Interrupted``."""
     return str(exit.get("_tag"))
@@ -156,8 +180,10 @@ def decode_exit(
             if cls.__error_tag__ == err_tag:
                 return Failure(cls.from_json(raw))
         return Failure(Defect("UndeclaredError", f"undeclared typed error {err_tag!r}: {raw!r}"))
-    if tag == "Defect" and data.get("type") == "durable_workflow.NondeterminismError":
+    if tag == "Defect" and data.get("type") == NONDETERMINISM:
         return Failure(NondeterminismError(str(data.get("message"))))
+    if tag == "Defect" and data.get("type") == _DUPLICATE:
+        return Failure(DuplicateStepName.from_message(str(data.get("message"))))
     if tag == "Defect":
         tb = data.get("traceback")
         return Failure(

@@ -5,9 +5,12 @@ clock, a child) *suspends*: the run unwinds, and a later event runs the body aga
 top, where journaled results short-circuit. Replay bugs therefore show up in the fast lane,
 not only on a durable engine.
 
-The journal is positional like Restate's: outside a race every step must come in the order the
-journal recorded it, or the execution parks with a `NondeterminismError` naming the step.
-Participants of a race run concurrently, so inside a race steps are looked up by name.
+The journal is positional like Restate's: outside a group every step must come in the order
+the journal recorded it, or the execution parks with a `NondeterminismError` naming the step.
+The branches of a group (a race, a fan-out) run concurrently as tasks, so inside a group steps
+are looked up by name, and a branch that has to wait waits *live*: an event that arrives while
+another branch still runs (a deferred completed during a running activity) wakes it at once.
+Only when every branch of the group is waiting does the run unwind.
 """
 
 from __future__ import annotations
@@ -17,25 +20,29 @@ import hashlib
 import heapq
 import itertools
 import random as _random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn, Protocol, cast
 
-from ._activity import clock_deferred_name
 from ._codec import Json
 from ._engine import (
     ActivityInvocation,
     EncodedPoll,
+    EngineBase,
     Execution,
+    Group,
     ParkRequest,
-    RaceParticipant,
-    WorkflowRegistry,
-    pick_race_winner,
 )
-from ._errors import ExecutionNotFound, InterruptSignal
-from ._exit import EncodedExit, defect_json, success_json
+from ._errors import (
+    EngineDefinitionError,
+    ExecutionNotFound,
+    ExecutionParked,
+    InterruptSignal,
+    WorkflowDefinitionError,
+)
+from ._exit import EncodedExit, defect_json, nondeterminism_json, success_json
 
 __all__ = ["InMemoryEngine", "VirtualClock", "RealClock", "Clock", "JournalEntry"]
 
@@ -134,42 +141,83 @@ class _Parked(BaseException):
         self.cause = cause
 
 
-_IN_RACE: ContextVar[bool] = ContextVar("durable_workflow_memory_in_race", default=False)
-
 _Status = Literal["pending", "running", "suspended", "parked", "done"]
+_Key = tuple[str, str, int]
+_DONE: EncodedExit = {"_tag": "Success", "value": None}
 
 
 @dataclass(eq=False)
 class _Exec:
     workflow: str
     execution_id: str
+    created: datetime
     payload: Json = None
     started: bool = False
     status: _Status = "pending"
     exit: EncodedExit | None = None
     cause: EncodedExit | None = None
-    order: list[tuple[str, str, int]] = field(default_factory=lambda: [])
-    results: dict[tuple[str, str, int], EncodedExit] = field(default_factory=lambda: {})
-    deferreds: dict[str, EncodedExit] = field(default_factory=lambda: {})
+    finished_at: datetime | None = None
+    order: list[_Key] = field(default_factory=lambda: [])
+    results: dict[_Key, EncodedExit] = field(default_factory=lambda: {})
+    signals: dict[str, EncodedExit] = field(default_factory=lambda: {})
+    """What the body waits for, once it has happened: deferreds by name, fired clocks and
+    finished children under internal keys."""
+    observed: set[str] = field(default_factory=lambda: set())
     interrupt_requested: bool = False
     interrupt_delivered: bool = False
     headers: dict[str, str] = field(default_factory=lambda: {})
     children: list[_Exec] = field(default_factory=lambda: [])
-    waiting_parents: list[_Exec] = field(default_factory=lambda: [])
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting_parents: list[tuple[_Exec, str]] = field(default_factory=lambda: [])
+    watchers: list[asyncio.Future[None]] = field(default_factory=lambda: [])
     task: asyncio.Task[None] | None = None
+    current: _Run | None = None
     rerun: bool = False
     runs: int = 0
 
 
+class _GroupRun:
+    """A group being run, and (on the outermost one) what the run's branches are waiting for."""
+
+    def __init__(self, parent: _GroupRun | None) -> None:
+        self.root: _GroupRun = parent.root if parent is not None else self
+        self.tasks: dict[asyncio.Future[EncodedExit], int] = {}
+        # only used on the root: every branch task of the run, and what each one waits for
+        self.all_tasks: set[asyncio.Future[Any]] = set()
+        self.waiting: dict[asyncio.Future[Any], asyncio.Future[Any] | _GroupRun] = {}
+        self.changed = asyncio.Event()
+
+    def quiescent(self) -> bool:
+        """Whether every branch of the run waits for something that has not happened."""
+        live = [t for t in self.all_tasks if not t.done()]
+        if not live:
+            return False
+        for task in live:
+            on = self.waiting.get(task)
+            if on is None:
+                return False
+            if isinstance(on, _GroupRun):
+                if any(t.done() for t in on.tasks):
+                    return False
+            elif on.done():
+                return False
+        return True
+
+
+_GROUP: ContextVar[_GroupRun | None] = ContextVar("durable_workflow_memory_group", default=None)
+
+
 class _Run:
     """One run of an execution's body: the `Execution` handle the body sees."""
+
+    __slots__ = ("counters", "cursor", "delivered_in_group", "ex", "replayed", "waiters")
 
     def __init__(self, ex: _Exec) -> None:
         self.ex = ex
         self.cursor = 0
         self.counters: dict[str, int] = {}
         self.replayed = False
+        self.delivered_in_group = False
+        self.waiters: dict[str, list[asyncio.Future[EncodedExit]]] = {}
 
     @property
     def workflow_name(self) -> str:
@@ -189,7 +237,15 @@ class _Run:
         return f"{kind}#{n}"
 
 
-class InMemoryEngine(WorkflowRegistry):
+def _clock_key(name: str) -> str:
+    return f"\x00clock:{name}"
+
+
+def _child_key(name: str) -> str:
+    return f"\x00child:{name}"
+
+
+class InMemoryEngine(EngineBase):
     """The engine contract in memory, with a virtual or real clock.
 
     Args:
@@ -212,13 +268,18 @@ class InMemoryEngine(WorkflowRegistry):
         self._executions: dict[tuple[str, str], _Exec] = {}
 
     def _get(self, workflow: str, execution_id: str, *, create: bool = False) -> _Exec:
-        self._require(workflow)
+        registered = self._require(workflow)
         key = (workflow, execution_id)
         ex = self._executions.get(key)
+        if ex is not None and ex.finished_at is not None:
+            retention = registered.retention
+            if retention is not None and self.clock.now() >= ex.finished_at + retention:
+                del self._executions[key]  # past its retention: forgotten, as on Restate
+                ex = None
         if ex is None:
             if not create:
                 raise ExecutionNotFound(workflow, execution_id)
-            ex = self._executions[key] = _Exec(workflow, execution_id)
+            ex = self._executions[key] = _Exec(workflow, execution_id, self.clock.now())
         return ex
 
     # -- driving bodies ---------------------------------------------------------------------
@@ -226,6 +287,7 @@ class InMemoryEngine(WorkflowRegistry):
     def _start(self, ex: _Exec, payload: Json, headers: Mapping[str, str] | None) -> None:
         if not ex.started:
             ex.started = True
+            ex.created = self.clock.now()
             ex.payload = payload
             ex.headers = dict(headers or {})
             self._schedule(ex)
@@ -236,19 +298,21 @@ class InMemoryEngine(WorkflowRegistry):
         if ex.task is not None and not ex.task.done():
             ex.rerun = True
             return
+        ex.status = "running"
         ex.task = asyncio.get_running_loop().create_task(
             self._drive(ex), name=f"{ex.workflow}/{ex.execution_id}"
         )
 
     async def _drive(self, ex: _Exec) -> None:
-        _IN_RACE.set(False)
+        _GROUP.set(None)
         workflow = self._workflows[ex.workflow]
         while True:
             ex.rerun = False
             ex.status = "running"
             ex.runs += 1
+            run = ex.current = _Run(ex)
             try:
-                exit = await workflow.run_encoded(self, _Run(ex), ex.payload)
+                exit = await workflow.run_encoded(self, run, ex.payload)
             except _Suspend:
                 if ex.rerun:
                     continue
@@ -259,14 +323,28 @@ class InMemoryEngine(WorkflowRegistry):
                     continue
                 ex.status = "parked"
                 ex.cause = parked.cause
+                self._notify(ex)
                 return
+            except Exception as exc:  # a bug below the body: fail visibly, never hang
+                exit = defect_json(
+                    "durable_workflow.InMemoryEngineError", f"{type(exc).__name__}: {exc}"
+                )
+            finally:
+                ex.current = None
             ex.status = "done"
             ex.exit = exit
-            ex.done.set()
-            for parent in ex.waiting_parents:
-                self._schedule(parent)
+            ex.finished_at = self.clock.now()
+            self._notify(ex)
+            for parent, key in ex.waiting_parents:
+                self._signal(parent, key, exit)
             ex.waiting_parents.clear()
             return
+
+    def _notify(self, ex: _Exec) -> None:
+        for watcher in ex.watchers:
+            if not watcher.done():
+                watcher.set_result(None)
+        ex.watchers.clear()
 
     async def settle(self) -> None:
         """Wait until no body is running (every execution is suspended, parked or done)."""
@@ -286,10 +364,13 @@ class InMemoryEngine(WorkflowRegistry):
         """Move the `VirtualClock` forward, letting woken bodies run (tests only).
 
         Raises:
-            TypeError: the engine does not use a `VirtualClock`.
+            WorkflowDefinitionError: the engine does not use a `VirtualClock`.
         """
         if not isinstance(self.clock, VirtualClock):
-            raise TypeError("advance() needs an InMemoryEngine built with a VirtualClock")
+            raise WorkflowDefinitionError(
+                "advance() needs an InMemoryEngine built with a VirtualClock: "
+                "InMemoryEngine(clock=VirtualClock())"
+            )
 
         def settle() -> asyncio.Future[None]:
             return asyncio.ensure_future(self.settle())
@@ -305,30 +386,35 @@ class InMemoryEngine(WorkflowRegistry):
         """Match a step against the journal: its recorded exit, or ``None`` for a new step."""
         ex = run.ex
         key = (kind, name, attempt)
-        if _IN_RACE.get():
+        if _GROUP.get() is not None:
             cached = ex.results.get(key)
             run.replayed = cached is not None
+            if cached is None and ex.interrupt_requested and not ex.interrupt_delivered:
+                run.delivered_in_group = True
+                raise InterruptSignal()
             return cached
-        run.replayed = run.cursor < len(ex.order)
-        if run.cursor < len(ex.order):
-            expected = ex.order[run.cursor]
+        order = ex.order
+        cursor = run.cursor
+        if cursor < len(order):
+            run.replayed = True
+            expected = order[cursor]
             if expected[0] == "interrupt" and expected[1] == f"{kind}:{name}":
                 run.cursor += 1
                 raise InterruptSignal()
             if expected != key:
                 self._park(
-                    defect_json(
-                        "durable_workflow.NondeterminismError",
-                        f"{ex.workflow}/{ex.execution_id}: journal entry #{run.cursor + 1} is "
-                        f"{_describe(expected)}, but the body now asks for {_describe(key)}",
+                    nondeterminism_json(
+                        f"{ex.workflow}/{ex.execution_id}: journal entry #{cursor + 1} is "
+                        f"{_describe(expected)}, but the body now asks for {_describe(key)}"
                     )
                 )
-            run.cursor += 1
+            run.cursor = cursor + 1
             return ex.results.get(key)
+        run.replayed = False
         if ex.interrupt_requested and not ex.interrupt_delivered:
             ex.interrupt_delivered = True
-            ex.order.append(("interrupt", f"{kind}:{name}", 0))
-            run.cursor = len(ex.order)
+            order.append(("interrupt", f"{kind}:{name}", 0))
+            run.cursor = len(order)
             raise InterruptSignal()
         return None
 
@@ -336,9 +422,67 @@ class InMemoryEngine(WorkflowRegistry):
         ex = run.ex
         key = (kind, name, attempt)
         ex.results[key] = exit
-        if not _IN_RACE.get():
+        if _GROUP.get() is None:
             ex.order.append(key)
             run.cursor = len(ex.order)
+
+    async def _wait(self, run: _Run, key: str) -> EncodedExit:
+        """What ``key`` names, once it has happened: at the top of a body the run unwinds until
+        it has; in a group's branch the branch waits for it live."""
+        ex = run.ex
+        group = _GROUP.get()
+        if group is None:
+            # An interrupt delivered at this wait is journaled, so a replay delivers it here too.
+            order = ex.order
+            marker = ("interrupt", f"wait:{key}", 0)
+            if run.cursor < len(order) and order[run.cursor] == marker:
+                run.cursor += 1
+                raise InterruptSignal()
+            ready = ex.signals.get(key)
+            if ready is not None:
+                return ready
+            if ex.interrupt_requested and not ex.interrupt_delivered:
+                ex.interrupt_delivered = True
+                order.append(marker)
+                run.cursor = len(order)
+                raise InterruptSignal()
+            raise _Suspend()
+        ready = ex.signals.get(key)
+        if ready is not None:
+            return ready
+        if ex.interrupt_requested and not ex.interrupt_delivered:
+            run.delivered_in_group = True
+            raise InterruptSignal()
+        root = group.root
+        task = asyncio.current_task()
+        assert task is not None
+        future: asyncio.Future[EncodedExit] = asyncio.get_running_loop().create_future()
+        run.waiters.setdefault(key, []).append(future)
+        root.waiting[task] = future
+        root.changed.set()
+        try:
+            return await future
+        except InterruptSignal:
+            run.delivered_in_group = True
+            raise
+        finally:
+            root.waiting.pop(task, None)
+
+    def _signal(self, ex: _Exec, key: str, exit: EncodedExit) -> bool:
+        """Record that ``key`` happened (the first time wins) and wake whoever waits for it."""
+        if key in ex.signals:
+            return False
+        ex.signals[key] = exit
+        run = ex.current
+        woken = False
+        if run is not None:
+            for future in run.waiters.pop(key, ()):
+                if not future.done():
+                    future.set_result(exit)
+                    woken = True
+        if not woken and ex.status in ("suspended", "running"):
+            self._schedule(ex)
+        return True
 
     def journal(self, workflow: str, execution_id: str) -> list[JournalEntry]:
         """The execution's positional journal (what a replay is checked against)."""
@@ -361,16 +505,27 @@ class InMemoryEngine(WorkflowRegistry):
         parent: Execution | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> EncodedExit | None:
-        """Start (or join) an execution; wait for its exit unless ``discard``."""
-        if isinstance(parent, _Run):
-            return await self._child(parent, workflow, execution_id, payload, discard, headers)
+        """Start (or join) an execution; wait for its exit unless ``discard``.
+
+        Raises:
+            ExecutionParked: the execution is parked (it waits for `resume`).
+        """
+        if parent is not None:
+            return await self._child(
+                _as_run(parent), workflow, execution_id, payload, discard, headers
+            )
         ex = self._get(workflow, execution_id, create=True)
         self._start(ex, payload, headers)
         if discard:
             return None
-        await ex.done.wait()
-        assert ex.exit is not None
-        return ex.exit
+        while True:
+            if ex.status == "done" and ex.exit is not None:
+                return ex.exit
+            if ex.status == "parked":
+                raise ExecutionParked(workflow, execution_id, encoded_cause=ex.cause)
+            watcher: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            ex.watchers.append(watcher)
+            await watcher
 
     async def _child(
         self,
@@ -393,12 +548,14 @@ class InMemoryEngine(WorkflowRegistry):
             exit = success_json(execution_id)
             self._record(run, "child", name, 0, exit)
             return exit
+        key = _child_key(name)
         if child.status == "done" and child.exit is not None:
-            self._record(run, "child", name, 0, child.exit)
-            return child.exit
-        if run.ex not in child.waiting_parents:
-            child.waiting_parents.append(run.ex)
-        raise _Suspend()
+            run.ex.signals.setdefault(key, child.exit)
+        elif not any(p is run.ex for p, _ in child.waiting_parents):
+            child.waiting_parents.append((run.ex, key))
+        exit = await self._wait(run, key)
+        self._record(run, "child", name, 0, exit)
+        return exit
 
     async def poll(self, workflow: str, execution_id: str) -> EncodedPoll:
         """The execution's state (``Pending`` with a status, or ``Done`` with the exit)."""
@@ -421,6 +578,13 @@ class InMemoryEngine(WorkflowRegistry):
         for child in ex.children:
             if child.status != "done":
                 await self.interrupt(child.workflow, child.execution_id)
+        run = ex.current
+        if run is not None:  # branches waiting in a group get the interrupt where they wait
+            for futures in run.waiters.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(InterruptSignal())
+            run.waiters.clear()
         self._schedule(ex)
 
     async def resume(self, workflow: str, execution_id: str) -> None:
@@ -434,17 +598,10 @@ class InMemoryEngine(WorkflowRegistry):
 
     async def deferred_done(
         self, workflow: str, execution_id: str, name: str, exit: EncodedExit
-    ) -> None:
+    ) -> bool:
         """Record a deferred's exit (first completion wins), also before the execution starts."""
         self._require(workflow).check_completion(name, exit)
-        self._complete(self._get(workflow, execution_id, create=True), name, exit)
-
-    def _complete(self, ex: _Exec, name: str, exit: EncodedExit) -> None:
-        if name in ex.deferreds:
-            return
-        ex.deferreds[name] = exit
-        if ex.status in ("suspended", "running"):
-            self._schedule(ex)
+        return self._signal(self._get(workflow, execution_id, create=True), name, exit)
 
     # -- body side --------------------------------------------------------------------------
 
@@ -469,69 +626,115 @@ class InMemoryEngine(WorkflowRegistry):
         cached = self._step(run, "deferred", name)
         if cached is not None:
             return cached
-        exit = run.ex.deferreds.get(name)
-        if exit is None:
-            raise _Suspend()
+        exit = await self._wait(run, name)
         self._record(run, "deferred", name, 0, exit)
         return exit
 
-    async def schedule_clock(self, execution: Execution, name: str, duration: timedelta) -> None:
-        """Journal the deadline once and arrange the wake-up that completes the clock."""
+    async def sleep(self, execution: Execution, name: str, duration: timedelta) -> None:
+        """Journal the deadline once, arrange the wake-up, and wait for it."""
         run = _as_run(execution)
-        if self._step(run, "clock", name) is not None:
-            return
-        wake = self.clock.now() + duration
-        self._record(run, "clock", name, 0, success_json(wake.isoformat()))
         ex = run.ex
-        deferred = clock_deferred_name(name)
-        if duration <= timedelta(0):
-            self._complete(ex, deferred, success_json(None))
-        else:
-            self.clock.call_at(wake, lambda: self._complete(ex, deferred, success_json(None)))
+        key = _clock_key(name)
+        if self._step(run, "clock", name) is None:
+            wake = self.clock.now() + duration
+            self._record(run, "clock", name, 0, success_json(wake.isoformat()))
+            if duration <= timedelta(0):
+                self._signal(ex, key, _DONE)
+            else:
 
-    async def race(
-        self, execution: Execution, name: str, participants: Sequence[RaceParticipant]
-    ) -> tuple[int, EncodedExit]:
-        """Run participants as tasks; journal the first success (or the last failure)."""
+                def fire() -> None:
+                    self._signal(ex, key, _DONE)
+
+                self.clock.call_at(wake, fire)
+        await self._wait(run, key)
+        run.replayed = key in ex.observed
+        ex.observed.add(key)
+
+    async def concurrently(
+        self, execution: Execution, group: Group
+    ) -> list[tuple[int, EncodedExit]]:
+        """Run the branches as tasks, at most ``group.concurrency`` at a time, until
+        ``group.decided``; journal which finished, in order."""
         run = _as_run(execution)
-        cached = self._step(run, "race", name)
+        cached = self._step(run, "group", group.name)
         if cached is not None:
-            index = cached.get("index")
-            winner = cached.get("exit")
-            assert isinstance(index, int)
-            assert isinstance(winner, dict)
-            return index, winner
-        token = _IN_RACE.set(True)
-        try:
-            tasks = [asyncio.ensure_future(p()) for p in participants]
-        finally:
-            _IN_RACE.reset(token)
-        index_of: dict[asyncio.Future[EncodedExit], int] = {t: i for i, t in enumerate(tasks)}
+            return _finished_from_json(cached)
+        parent = _GROUP.get()
+        this = _GroupRun(parent)
+        root = this.root
+        participants = group.participants
+        total = len(participants)
+        limit = group.concurrency or total
         finished: list[tuple[int, EncodedExit]] = []
-        suspended = 0
-        pending: set[asyncio.Future[EncodedExit]] = set(tasks)
+        next_index = 0
+
+        def start(index: int) -> None:
+            token = _GROUP.set(this)
+            try:
+                task = asyncio.ensure_future(participants[index]())
+            finally:
+                _GROUP.reset(token)
+            this.tasks[task] = index
+            root.all_tasks.add(task)
+
         try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in sorted(done, key=lambda t: index_of[t]):
+            while next_index < total and len(this.tasks) < limit:
+                start(next_index)
+                next_index += 1
+            while this.tasks:
+                if parent is None:
+                    if root.quiescent():
+                        raise _Suspend()
+                    root.changed.clear()
+                    changed = asyncio.ensure_future(root.changed.wait())
+                    try:
+                        await asyncio.wait(
+                            [*this.tasks, changed], return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        changed.cancel()
+                    done = {t for t in this.tasks if t.done()}
+                else:
+                    me = asyncio.current_task()
+                    assert me is not None
+                    root.waiting[me] = this
+                    root.changed.set()
+                    try:
+                        done, _ = await asyncio.wait(
+                            this.tasks, return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        root.waiting.pop(me, None)
+                over = False
+                for task in sorted(
+                    (t for t in done if t in this.tasks), key=lambda t: this.tasks[t]
+                ):
+                    index = this.tasks.pop(task)
+                    root.all_tasks.discard(task)
                     exc = task.exception()
-                    if isinstance(exc, _Suspend):
-                        suspended += 1
-                    elif exc is not None:
+                    if exc is not None:
                         raise exc
-                    else:
-                        finished.append((index_of[task], task.result()))
-                winner = pick_race_winner(finished, len(tasks))
-                if winner is not None:
-                    self._record(run, "race", name, 0, {"index": winner[0], "exit": winner[1]})
-                    run.replayed = False
-                    return winner
-            raise _Suspend()
+                    finished.append((index, task.result()))
+                    if group.decided(finished):
+                        over = True
+                        break
+                if over:
+                    break
+                while next_index < total and len(this.tasks) < limit:
+                    start(next_index)
+                    next_index += 1
+            self._record(run, "group", group.name, 0, {"finished": [[i, e] for i, e in finished]})
+            if parent is None and run.delivered_in_group:
+                run.ex.interrupt_delivered = True
+            run.replayed = False
+            return finished
         finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            pending = list(this.tasks)
+            for task in pending:
+                task.cancel()
+                root.all_tasks.discard(task)
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
     async def now(self, execution: Execution) -> datetime:
         """The clock's time, journaled."""
@@ -558,9 +761,19 @@ class InMemoryEngine(WorkflowRegistry):
         return _as_run(execution).replayed
 
 
+def _finished_from_json(data: EncodedExit) -> list[tuple[int, EncodedExit]]:
+    raw = data.get("finished")
+    return [
+        (cast(int, item[0]), cast(EncodedExit, item[1]))
+        for item in cast(list[list[Any]], raw if isinstance(raw, list) else [])
+    ]
+
+
 def _as_run(execution: Execution) -> _Run:
     if not isinstance(execution, _Run):
-        raise TypeError("this Execution does not belong to an InMemoryEngine")
+        raise EngineDefinitionError(
+            f"this Execution ({type(execution).__name__}) does not belong to an InMemoryEngine"
+        )
     return execution
 
 

@@ -6,14 +6,16 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from datetime import timedelta
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from ._codec import Codec, Json
 from ._context import RunState, body_scope, current_run
-from ._deferred import DurableDeferred, encode_token
-from ._engine import Execution, PollStatus, WorkflowEngine, current_engine
+from ._deferred import DurableDeferred
+from ._engine import Execution, PollStatus, WorkflowEngine, check_engine, current_engine
 from ._errors import (
     Defect,
+    ExecutionParked,
     InterruptSignal,
     PayloadInvalid,
     UnknownToken,
@@ -97,6 +99,10 @@ class Workflow(Generic[P, R]):
             where a completion enters (an engine refuses an unknown name, a value of the wrong
             type or an undeclared error, also from plain HTTP); without a declaration any
             completion is accepted and a wrong value fails the body when it reads it.
+        retention: How long a finished execution is remembered. Meanwhile executing the same
+            payload joins it (returns its outcome); afterwards it starts a new execution. The
+            default is the engine's (one day on Restate, seven on Temporal's dev server,
+            forever in memory); set it to have the same window on every engine.
 
     Example:
         ```python
@@ -124,9 +130,15 @@ class Workflow(Generic[P, R]):
         capture_defects: bool = True,
         suspend_on_failure: bool = False,
         deferreds: Sequence[DurableDeferred[Any]] = (),
+        retention: timedelta | None = None,
     ) -> None:
         if not name or "/" in name:
             raise WorkflowDefinitionError(f"invalid workflow name {name!r}")
+        if retention is not None and retention <= timedelta(0):
+            raise WorkflowDefinitionError(
+                f"workflow {name!r}: retention must be positive, got {retention}"
+            )
+        self.retention = retention
         self._name = name
         self.payload_codec: Codec[P] = Codec(payload, f"payload of workflow {name!r}")
         self.success_codec: Codec[R] = Codec(
@@ -182,6 +194,7 @@ class Workflow(Generic[P, R]):
 
     def _engine(self, engine: WorkflowEngine | None) -> WorkflowEngine:
         if engine is not None:
+            check_engine(engine)
             return engine
         state = current_run()
         return state.engine if state is not None else current_engine()
@@ -197,6 +210,8 @@ class Workflow(Generic[P, R]):
             TypedError: one of the declared ``errors``, as the body raised it.
             Defect: the body failed unexpectedly.
             Interrupted: the execution was interrupted.
+            ExecutionParked: the execution parked on a failure (its ``cause`` says why) and
+                waits for `resume`.
         """
         state = current_run()
         if state is not None and engine is None:
@@ -204,11 +219,39 @@ class Workflow(Generic[P, R]):
         encoded = self.payload_codec.encode(payload)
         execution_id = self.execution_id(payload)
         with client_span("execute", self._name, execution_id) as headers:
-            exit = await self._engine(engine).execute(
-                self._name, execution_id, encoded, headers=headers
-            )
+            try:
+                exit = await self._engine(engine).execute(
+                    self._name, execution_id, encoded, headers=headers
+                )
+            except ExecutionParked as parked:
+                raise self._parked(parked) from None
             assert exit is not None
             return self.decode_exit(exit, execution_id).result()
+
+    def _parked(self, parked: ExecutionParked) -> ExecutionParked:
+        if parked.cause is not None or parked.encoded_cause is None:
+            return parked
+        return ExecutionParked(
+            parked.workflow,
+            parked.execution_id,
+            self._cause(cast(EncodedExit, parked.encoded_cause), parked.execution_id),
+            encoded_cause=parked.encoded_cause,
+        )
+
+    def _cause(self, encoded: EncodedExit, execution_id: str) -> Exception | None:
+        failed = self.decode_exit(encoded, execution_id)
+        return failed.error if isinstance(failed, Failure) else None
+
+    def child(self, payload: P) -> Step[R]:
+        """In a body: this workflow as a child of the running execution, as a step.
+
+        ``await wf.child(payload)`` is what ``await wf.execute(payload)`` does in a body; the
+        step form can also be handed to a group, e.g. one child per region with `all_of`.
+
+        Raises:
+            PayloadInvalid: the payload does not match the declared type.
+        """
+        return _ChildCall(self, payload, discard=False)
 
     async def start(self, payload: P | Any, *, engine: WorkflowEngine | None = None) -> str:
         """Start the workflow for ``payload`` without waiting; return the execution id.
@@ -243,10 +286,7 @@ class Workflow(Generic[P, R]):
         if raw.get("_tag") == "Done":
             return Done(self.decode_exit(cast(EncodedExit, raw["exit"]), execution_id))
         cause_raw = raw.get("cause")
-        cause: Exception | None = None
-        if isinstance(cause_raw, dict):
-            failed = self.decode_exit(cause_raw, execution_id)
-            cause = failed.error if isinstance(failed, Failure) else None
+        cause = self._cause(cause_raw, execution_id) if isinstance(cause_raw, dict) else None
         status = cast(PollStatus, raw.get("status", "running"))
         return Pending(status, cause)
 
@@ -281,7 +321,7 @@ class Workflow(Generic[P, R]):
         deferred = self.deferreds.get(name)
         if deferred is None:
             raise UnknownToken(
-                encode_token(self._name, "-", name),
+                None,
                 f"workflow {self._name!r} declares no deferred {name!r} "
                 f"(it declares: {', '.join(sorted(self.deferreds))})",
             )
@@ -377,7 +417,8 @@ async def _run_all(
 class _ChildCall(Step[Any]):
     """A child workflow started from a body, journaled in the parent."""
 
-    kind = "child"
+    kind: ClassVar[str] = "child"
+    scoped_name: ClassVar[bool] = False  # a child is identified by its execution id
 
     def __init__(self, workflow: Workflow[Any, Any], payload: Any, *, discard: bool) -> None:
         self.workflow = workflow
@@ -386,7 +427,7 @@ class _ChildCall(Step[Any]):
         self.discard = discard
         super().__init__(f"{workflow.name}/{self.child_id}")
 
-    async def run_encoded(self, state: RunState) -> EncodedExit:
+    async def run_encoded(self, state: RunState, name: str) -> EncodedExit:
         trace = state.trace
         child = self.workflow.name
         headers = trace.child_headers(child, self.child_id) if trace is not None else None

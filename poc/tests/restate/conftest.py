@@ -55,6 +55,7 @@ class RestateEnv:
     engine: RestateEngine
     effects: SideEffects
     deployment: Deployment
+    live_events: bool = True
 
     async def advance(self, delta: timedelta) -> None:
         await asyncio.sleep(delta.total_seconds())

@@ -14,6 +14,8 @@ from durable_workflow.testing import ConformanceSuite
 class TestRestateHttp2(ConformanceSuite):
     """hypercorn, HTTP/2 bidirectional streaming: the body runs once unless it is replayed."""
 
+    live_events = True
+
     @pytest.fixture(scope="class")
     @classmethod
     def deployment(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
@@ -22,12 +24,14 @@ class TestRestateHttp2(ConformanceSuite):
     @pytest.fixture
     async def env(self, deployment: Deployment) -> AsyncIterator[RestateEnv]:
         engine = client_engine(deployment.server)
-        yield RestateEnv(engine, deployment.effects, deployment)
+        yield RestateEnv(engine, deployment.effects, deployment, live_events=self.live_events)
         await engine.aclose()
 
 
 class TestRestateHttp1(TestRestateHttp2):
     """uvicorn, HTTP/1.1 request/response: the body is replayed after every step."""
+
+    live_events = False  # an attempt receives nothing: a completion waits for it to end
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -37,6 +41,8 @@ class TestRestateHttp1(TestRestateHttp2):
 
 class TestRestateForcedReplay(TestRestateHttp2):
     """HTTP/2 with an inactivity timeout of 0: every await suspends and the body replays."""
+
+    live_events = False  # the stream closes at once: a completion waits for the attempt to end
 
     @pytest.fixture(scope="class")
     @classmethod

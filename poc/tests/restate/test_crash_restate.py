@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scenario_support import (
@@ -125,19 +126,36 @@ async def test_a_deferred_completed_while_the_service_is_down_is_delivered_after
 
     site.service.kill()
     token = signature.token_for(parcel_wf, execution_id)
-    # Accepted by Restate (a /send) although nothing can run the completion handler now.
-    await signature.succeed(token, Signature(by="grace"), engine=site.engine)
-    completion = await invocation_row(
-        site.engine, parcel_wf.name, execution_id, handler=COMPLETE_HANDLER
+    # Accepted by Restate although nothing can run the completion handler now: the caller
+    # waits for the answer, which comes once the service is back.
+    succeed = asyncio.ensure_future(
+        signature.succeed(token, Signature(by="grace"), engine=site.engine)
     )
+    completion = await eventually_row(site, parcel_wf.name, execution_id, COMPLETE_HANDLER)
     assert completion["status"] != "completed"
+    assert not succeed.done()
     await site.service.arestart()
+    assert await succeed is True
 
     delivery = await parcel_wf.execute(p, engine=site.engine)
     assert delivery == Delivery(run=p.run, grams=p.grams, signed_by="grace")
     assert site.effects.count(f"{p.run}-{WEIGH}") == 1
     assert site.effects.lines(f"{p.run}-{DELIVER}") == ["grace"]
     assert commands(await journal(site.engine, parcel_wf.name, execution_id)) == PARCEL_COMMANDS
+
+
+async def eventually_row(
+    site: Site, workflow: str, execution_id: str, handler: str
+) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+
+    async def found() -> bool:
+        row = await invocation_row(site.engine, workflow, execution_id, handler=handler)
+        rows.append(row)
+        return bool(row)
+
+    await eventually(found, what=f"the {handler} invocation")
+    return rows[-1]
 
 
 async def test_an_activity_journaled_just_before_a_service_crash_is_not_run_again(

@@ -50,7 +50,9 @@ for _name in (
 ):
     RULES[_name] = (
         "DW005",
-        "use `race_all(name, steps)` (concurrency in a body must be journaled by the engine)",
+        "use `all_of(name, steps)` to wait for all (or `all_settled` for every outcome), "
+        "`race_all(name, steps)` for the first (concurrency in a body must be journaled by "
+        "the engine)",
     )
 
 

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, cast
 
 import httpx
 import restate
 from restate.exceptions import TerminalError
 
-from .._codec import Json
-from .._deferred import decode_token
-from .._engine import EncodedPoll, Execution, RegisteredWorkflow, WorkflowRegistry
-from .._errors import (
+from ..engine import (
+    EncodedExit,
+    EncodedPoll,
+    EngineBase,
     EngineUnavailable,
+    Execution,
     ExecutionNotFound,
+    ExecutionParked,
+    Json,
+    RegisteredWorkflow,
     TokenError,
+    WorkerUnreachable,
     WorkflowNotRegistered,
+    decode_token,
+    defect_json,
+    nondeterminism_json,
+    success_json,
 )
-from .._exit import EncodedExit, defect_json, success_json
 from ._exits import DW_EXIT, parse_park_failure
 from ._worker import COMPLETE_HANDLER, BodyOperations, build_services, run_body
 
@@ -28,24 +38,30 @@ __all__ = ["RestateEngine"]
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
+JOURNAL_MISMATCH = "RT0016"
+"""Restate's error code for a replay that no longer matches the journal (the SDK's 570)."""
+
+_PARK_CHECK_AFTER = 1.0
+"""Seconds an ``execute`` waits before it starts checking whether the execution parked."""
+
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class RestateEngine(WorkflowRegistry, BodyOperations):
+class RestateEngine(EngineBase, BodyOperations):
     """Runs portable workflows durably on Restate.
 
     One object serves both sides. In the worker process, `register` the workflows and serve
-    `app()` (an ASGI app) with uvicorn (HTTP/1.1) or hypercorn (HTTP/2); register that
+    `app()` (an ASGI app) with hypercorn (HTTP/2) or uvicorn (HTTP/1.1); register that
     deployment with `register_deployment`. In the application, `register` the same definitions
     (bodies optional) and use the workflows' operations; they go through Restate's ingress and
     admin APIs.
 
     Every execution is an ordinary Restate workflow: the service is the workflow's name, the key
     is the execution id, and the journal holds one entry per activity attempt (``ctx.run``
-    named after the activity), clock (a named ``ctx.sleep``) and deferred (a workflow promise
-    named after the deferred).
+    named after the activity), clock (a named ``ctx.sleep``), deferred (a workflow promise
+    named after the deferred) and group (a ``ctx.run`` named ``group:<name>``).
 
     Args:
         ingress_url: Restate's ingress, e.g. ``http://127.0.0.1:8080``.
@@ -85,15 +101,14 @@ class RestateEngine(WorkflowRegistry, BodyOperations):
     # -- registration and serving -----------------------------------------------------------
 
     def _retry_policy(self, workflow: RegisteredWorkflow) -> restate.InvocationRetryPolicy | None:
-        if getattr(workflow, "suspend_on_failure", False):
+        if workflow.suspend_on_failure:
             return restate.InvocationRetryPolicy(max_attempts=1, on_max_attempts="pause")
         return self.retry_policy
 
     def services(self) -> list[restate.Workflow | restate.Service]:
         """The Restate services for the registered workflows (and the token service)."""
         return build_services(
-            self,
-            list(self._workflows.values()),
+            self.workflows,
             retry_policy=self._retry_policy,
             run_workflow=self._run_workflow,
             complete_token=self._complete_token,
@@ -118,20 +133,24 @@ class RestateEngine(WorkflowRegistry, BodyOperations):
     async def _complete_token(self, ctx: restate.Context, request: bytes) -> bytes:
         try:
             body: Any = json.loads(request)
-            token = body["token"]
-            workflow, execution_id, name = decode_token(token)
-        except (ValueError, KeyError, TypeError, TokenError) as exc:
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            fields = cast(dict[str, Any], body)
+            if "token" not in fields:
+                raise ValueError("missing field 'token'")
+            workflow, execution_id, name = decode_token(fields["token"])
+        except (ValueError, TokenError) as exc:
             raise TerminalError(f"invalid deferred completion: {exc}", 400) from None
         if workflow not in self._workflows:
             raise TerminalError(
                 f"unknown deferred token: workflow {workflow!r} is not served here", 404
             )
-        if "exit" in body:
-            exit = body["exit"]
-        elif "error" in body:
-            exit = {"_tag": "Failure", "error": body["error"]}
+        if "exit" in fields:
+            exit = fields["exit"]
+        elif "error" in fields:
+            exit = {"_tag": "Failure", "error": fields["error"]}
         else:
-            exit = success_json(body.get("value"))
+            exit = success_json(fields.get("value"))
         message = json.dumps({"name": name, "exit": exit}).encode()
         return await ctx.generic_call(workflow, COMPLETE_HANDLER, message, key=execution_id)
 
@@ -145,6 +164,7 @@ class RestateEngine(WorkflowRegistry, BodyOperations):
 
         Raises:
             EngineUnavailable: the admin API is not reachable or refused the deployment.
+            WorkerUnreachable: restate-server could not reach the worker at ``uri``.
         """
         response = await self._request(
             "POST",
@@ -153,12 +173,15 @@ class RestateEngine(WorkflowRegistry, BodyOperations):
             json={"uri": uri, "use_http_11": http1_1, "force": True},
         )
         if response.status_code >= 300:
+            text = response.text[:500]
+            if _unreachable_worker(text):
+                raise WorkerUnreachable(uri, f"restate-server says: {text}")
             raise EngineUnavailable(
                 f"restate admin at {self.admin_url} refused deployment {uri}: "
-                f"{response.status_code} {response.text[:500]}"
+                f"{response.status_code} {text}"
             )
 
-    # -- HTTP plumbing ----------------------------------------------------------------------
+    # -- HTTP plumbing: where transport errors become ours -----------------------------------
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None or self._http.is_closed:
@@ -182,16 +205,49 @@ class RestateEngine(WorkflowRegistry, BodyOperations):
     ) -> httpx.Response:
         """``method`` on ``base + path``; ``base`` is the ingress or the admin URL, named in
         the error when it cannot be reached."""
-        timeout = httpx.Timeout(self.timeout, read=None) if wait else None
+        if wait:
+            kwargs["timeout"] = httpx.Timeout(self.timeout, read=None)
         try:
-            if timeout is not None:
-                kwargs["timeout"] = timeout
             return await self._client().request(method, base + path, **kwargs)
         except httpx.TransportError as exc:
             api = "admin API" if base == self.admin_url else "ingress"
             raise EngineUnavailable(
                 f"restate-server's {api} at {base} is not reachable ({type(exc).__name__}: {exc})"
             ) from exc
+
+    async def _ingress(
+        self,
+        workflow: str,
+        path: str,
+        body: Json,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        wait: bool = False,
+    ) -> httpx.Response:
+        """POST to the ingress; a 404 means the workflow is not deployed, other refusals are
+        `EngineUnavailable` naming ``what``."""
+        response = await self._request(
+            "POST",
+            self.ingress_url,
+            path,
+            content=json.dumps(body),
+            headers={**(headers or {}), "content-type": "application/json"},
+            wait=wait,
+        )
+        if response.status_code == 404:
+            raise WorkflowNotRegistered(
+                workflow,
+                reason=f"is not deployed on restate-server (ingress {self.ingress_url}): serve "
+                "a worker that registers it and register that deployment "
+                "(RestateEngine.register_deployment, or `python -m durable_workflow.restate "
+                "serve ... --register ...`)",
+            )
+        if response.status_code >= 300:
+            raise EngineUnavailable(
+                f"restate ingress refused {what}: {response.status_code} {response.text[:500]}"
+            )
+        return response
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
         """Run SQL on Restate's system tables (``sys_invocation``, ``sys_journal``, ...)."""
@@ -229,33 +285,52 @@ class RestateEngine(WorkflowRegistry, BodyOperations):
         """Submit ``run`` for the key (Restate deduplicates), then attach unless ``discard``.
 
         ``headers`` (trace context) go with the submission; Restate journals them.
+
+        Raises:
+            ExecutionParked: the execution parked while this call waited for it.
         """
         if parent is not None:
             return await self._child(parent, workflow, execution_id, payload, discard, headers)
         self._require(workflow)
         path = self._path(workflow, execution_id)
-        response = await self._request(
-            "POST",
-            self.ingress_url,
+        await self._ingress(
+            workflow,
             f"/{path}/run/send",
-            content=json.dumps(payload),
-            headers={**(headers or {}), "content-type": "application/json"},
+            payload,
+            what=f"the start of {workflow}/{execution_id}",
+            headers=headers,
         )
-        if response.status_code == 404:
-            raise WorkflowNotRegistered(
-                workflow, reason=f"is not deployed on restate-server (ingress {self.ingress_url})"
-            )
-        if response.status_code >= 300:
-            raise EngineUnavailable(
-                f"restate ingress refused {workflow}/{execution_id}: "
-                f"{response.status_code} {response.text[:500]}"
-            )
         if discard:
             return None
-        response = await self._request(
-            "GET", self.ingress_url, f"/restate/workflow/{path}/attach", wait=True
+        attach = asyncio.ensure_future(
+            self._request("GET", self.ingress_url, f"/restate/workflow/{path}/attach", wait=True)
         )
+        try:
+            response = await self._attach_unless_parked(workflow, execution_id, attach)
+        finally:
+            if not attach.done():
+                attach.cancel()
         return self._exit_from_response(workflow, execution_id, response)
+
+    async def _attach_unless_parked(
+        self, workflow: str, execution_id: str, attach: asyncio.Future[httpx.Response]
+    ) -> httpx.Response:
+        """Wait for the attach; while it waits, look now and then whether the execution parked
+        (Restate's attach would wait for a paused invocation for ever)."""
+        delay = _PARK_CHECK_AFTER
+        while True:
+            done, _ = await asyncio.wait({attach}, timeout=delay)
+            if done:
+                return attach.result()
+            delay = min(delay * 2, 10.0)
+            state = await self.poll(workflow, execution_id)
+            if state.get("_tag") == "Pending" and state.get("status") == "parked":
+                cause = state.get("cause")
+                raise ExecutionParked(
+                    workflow,
+                    execution_id,
+                    encoded_cause=cast(EncodedExit, cause) if isinstance(cause, dict) else None,
+                )
 
     def _exit_from_response(
         self, workflow: str, execution_id: str, response: httpx.Response
@@ -349,50 +424,56 @@ class RestateEngine(WorkflowRegistry, BodyOperations):
 
     async def deferred_done(
         self, workflow: str, execution_id: str, name: str, exit: EncodedExit
-    ) -> None:
-        """Send the completion to the workflow's ``complete_deferred`` handler (durably: Restate
-        accepts it even while the service is down and delivers it later).
+    ) -> bool:
+        """Call the workflow's ``complete_deferred`` handler and return its answer.
+
+        Restate accepts the call durably before the handler runs: if the worker is down, the
+        completion is delivered when it is back, and this call waits for the answer meanwhile
+        (an idempotency key makes the wait safe to retry).
 
         Raises:
             UnknownToken, PayloadInvalid: the workflow's declared deferreds refuse it.
         """
         self._require(workflow).check_completion(name, exit)
         path = self._path(workflow, execution_id)
-        response = await self._request(
-            "POST",
-            self.ingress_url,
-            f"/{path}/{COMPLETE_HANDLER}/send",
-            content=json.dumps({"name": name, "exit": exit}),
-            headers={"content-type": "application/json"},
+        response = await self._ingress(
+            workflow,
+            f"/{path}/{COMPLETE_HANDLER}",
+            {"name": name, "exit": exit},
+            what=f"the completion of {name!r}",
+            headers={"idempotency-key": uuid.uuid4().hex},
+            wait=True,
         )
-        if response.status_code == 404:
-            raise WorkflowNotRegistered(
-                workflow, reason=f"is not deployed on restate-server (ingress {self.ingress_url})"
-            )
-        if response.status_code >= 300:
+        if response.status_code != 200:
             raise EngineUnavailable(
                 f"restate ingress refused the completion of {name!r}: "
                 f"{response.status_code} {response.text[:500]}"
             )
+        answer: Any = response.json()
+        if not isinstance(answer, dict):
+            return False
+        return bool(cast(dict[str, Any], answer).get("accepted"))
+
+
+def _unreachable_worker(text: str) -> bool:
+    lowered = text.lower()
+    return any(
+        hint in lowered
+        for hint in ("error trying to connect", "connection refused", "trying to reach", "meta0003")
+    )
 
 
 def _pending(workflow: str, execution_id: str, row: dict[str, Any]) -> EncodedPoll:
     status = str(row.get("status"))
     failure = str(row.get("last_failure") or "")
-    code = row.get("last_failure_error_code")
+    code = str(row.get("last_failure_error_code") or "")
     cause: EncodedExit | None = parse_park_failure(failure) if failure else None
-    if str(code) == "570" or "570" in failure[:16]:
-        cause = defect_json(
-            "durable_workflow.NondeterminismError",
-            f"{workflow}/{execution_id}: the body no longer matches its journal: {failure}",
+    if code == JOURNAL_MISMATCH:
+        cause = nondeterminism_json(
+            f"{workflow}/{execution_id}: the body no longer matches its journal: {failure}"
         )
     if status == "paused" or (cause is not None and status == "backing-off"):
         return {"_tag": "Pending", "status": "parked", "cause": cause}
     if status == "suspended":
         return {"_tag": "Pending", "status": "suspended", "cause": None}
     return {"_tag": "Pending", "status": "running", "cause": cause}
-
-
-def workflows_of(engine: RestateEngine) -> Sequence[RegisteredWorkflow]:
-    """The registered workflows (for tools)."""
-    return list(engine._workflows.values())  # pyright: ignore[reportPrivateUsage]

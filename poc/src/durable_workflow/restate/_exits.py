@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import cast
 
-from restate.exceptions import TerminalError
+from restate.exceptions import RetryableError, TerminalError
 
-from .._exit import EncodedExit, exit_tag
+from ..engine import EncodedExit, exit_tag
 
 __all__ = [
     "DW_EXIT",
@@ -68,20 +68,18 @@ def is_cancellation(error: TerminalError) -> bool:
     return error.status_code == 409 and exit_of(error) is None
 
 
-class ParkFailure(Exception):
+class ParkFailure(RetryableError):
     """Raised out of a handler (or a ``ctx.run``) to park the execution on Restate.
 
-    It is not a TerminalError, so Restate retries the invocation under the workflow's retry
-    policy and pauses it when the attempts run out. Its ``repr`` is what Restate records as the
-    invocation's last failure, so it carries the encoded cause for `poll`.
+    A `RetryableError` (the SDK's public way to fail an attempt with a message of one's own):
+    Restate retries the invocation under the workflow's retry policy and pauses it when the
+    attempts run out, and records the message as the invocation's last failure, so it carries
+    the encoded cause for `poll`.
     """
 
     def __init__(self, cause: EncodedExit) -> None:
         self.cause = cause
-        super().__init__(_summary(cause))
-
-    def __repr__(self) -> str:
-        return PARK_MARKER + json.dumps(self.cause, separators=(",", ":"))
+        super().__init__(PARK_MARKER + json.dumps(cause, separators=(",", ":")), 500)
 
 
 def parse_park_failure(message: str) -> EncodedExit | None:

@@ -2,13 +2,21 @@
 
 Each portable workflow becomes a Restate workflow service with two handlers:
 
-- ``run`` (the workflow handler): runs the body through `Workflow.run_encoded`. The execution
-  id is the Restate workflow key. A success returns the result's JSON; a failure ends the
-  invocation with a TerminalError whose metadata carries the encoded exit.
+- ``run`` (the workflow handler): runs the body through `RegisteredWorkflow.run_encoded`. The
+  execution id is the Restate workflow key. A success returns the result's JSON; a failure
+  ends the invocation with a TerminalError whose metadata carries the encoded exit.
 - ``complete_deferred`` (a shared handler): resolves the workflow promise of a deferred.
 
 Restate's journal is the only journal: every step is one Restate command (``ctx.run`` per
-activity attempt, ``ctx.sleep`` per clock, a promise per deferred, a call per child).
+activity attempt, a named ``ctx.sleep`` per clock, a promise per deferred, a send and an attach
+per child, one ``ctx.run`` recording a group's outcome).
+
+Groups (races and fan-outs) run their branches as asyncio tasks, but a branch never awaits an
+SDK future itself (several awaiters of SDK futures can take each other's input and stall): it
+hands the future to the group's coordinator and waits. The coordinator lets every branch run
+until each is finished or waiting, waits for the first completions with
+``restate.wait_completed`` and resumes the waiting branches in the order they registered, so a
+replay, which sees the completions in journal order, takes the same path.
 """
 
 from __future__ import annotations
@@ -19,45 +27,41 @@ import random as _random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import pydantic_core
 import restate
 from restate.exceptions import TerminalError
 from restate.serde import BytesSerde
-from restate.server_context import DisconnectedException, ServerDurableFuture
-from restate.vm import VMException as _VMException  # pyright: ignore[reportUnknownVariableType]
 
-from .._activity import clock_deferred_name
-from .._codec import Json
-from .._engine import (
+from ..engine import (
     ActivityInvocation,
+    EncodedExit,
+    EngineDefinitionError,
     Execution,
+    Group,
+    InterruptSignal,
+    Json,
     ParkRequest,
-    RaceParticipant,
+    PayloadInvalid,
     RegisteredWorkflow,
-    pick_race_winner,
+    UnknownToken,
+    WorkflowEngine,
+    exit_tag,
+    interrupted_json,
+    success_json,
 )
-from .._errors import InterruptSignal, PayloadInvalid, UnknownToken
-from .._exit import EncodedExit, exit_tag, interrupted_json, success_json
+from ._compat import SDK_STOP, VMException, is_replaying
 from ._exits import ParkFailure, exit_of, is_cancellation, terminal_error
-
-if TYPE_CHECKING:
-    from .._engine import WorkflowEngine
 
 __all__ = [
     "RestateExecution",
     "BodyOperations",
     "build_services",
+    "run_body",
     "COMPLETE_HANDLER",
     "TOKEN_SERVICE",
 ]
-
-VMException = cast(type[Exception], _VMException)
-"""restate-sdk's native VM error (journal mismatch 570, closed VM 598): a plain Exception."""
-
-_SDK_STOP: tuple[type[Exception], ...] = (DisconnectedException, VMException)
-"""Plain-Exception SDK signals that mean "stop now" and must never be treated as failures."""
 
 COMPLETE_HANDLER = "complete_deferred"
 """The shared handler of every workflow service that completes a deferred."""
@@ -86,10 +90,14 @@ class RestateExecution:
         self.ctx = ctx
         self._workflow_name = workflow_name
         self._execution_id = ctx.key()
-        self.clocks: dict[str, restate.RestateDurableSleepFuture] = {}
         self.children: list[str] = []
         self.interrupted = False
+        """The interrupt was delivered (compensations may run; no further delivery)."""
         self.interrupt_pending = False
+        """Restate's cancellation arrived during an activity: deliver it at the next step."""
+        self.interrupting = False
+        """Restate's cancellation arrived during a group: every branch gets it at its next
+        durable operation, until the group is over."""
         self._headers: dict[str, str] | None = None
 
     @property
@@ -116,7 +124,9 @@ class RestateExecution:
 
 def _as_execution(execution: Execution) -> RestateExecution:
     if not isinstance(execution, RestateExecution):
-        raise TypeError("this Execution does not belong to a RestateEngine")
+        raise EngineDefinitionError(
+            f"this Execution ({type(execution).__name__}) does not belong to a RestateEngine"
+        )
     return execution
 
 
@@ -131,112 +141,250 @@ def _command(call: Callable[[], T]) -> T:
         raise _Bail(exc) from None
 
 
-class _Race:
-    """Coordinates a race: one awaiter over every participant's durable future.
+class _Entry:
+    """One wait a branch handed to the coordinator."""
 
-    Participants run as tasks but never await a Restate future themselves (concurrent awaiters
-    of SDK futures can stall each other); they hand the future over and wait for the
-    coordinator, which waits with ``restate.wait_completed`` and resolves them in the order
-    they registered.
-    """
+    __slots__ = ("exclusive", "future", "is_run", "task", "waiter")
+
+    def __init__(
+        self,
+        task: asyncio.Task[Any],
+        waiter: asyncio.Future[Any],
+        future: restate.RestateDurableFuture[Any] | None,
+        *,
+        is_run: bool = False,
+        exclusive: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        self.task = task
+        self.waiter = waiter
+        self.future = future
+        self.is_run = is_run
+        self.exclusive = exclusive
+
+
+class _GroupRun:
+    """One group being run: its branch tasks and what has finished, in completion order."""
+
+    def __init__(self, group: Group, coordinator: _Coordinator) -> None:
+        self.group = group
+        self.coordinator = coordinator
+        self.tasks: dict[asyncio.Task[EncodedExit], int] = {}
+        self.finished: list[tuple[int, EncodedExit]] = []
+        self.next_index = 0
+        self.limit = group.concurrency or len(group.participants)
+
+    def start_more(self) -> bool:
+        started = False
+        coordinator = self.coordinator
+        while self.next_index < len(self.group.participants) and len(self.tasks) < self.limit:
+            index = self.next_index
+            self.next_index += 1
+            token = _COORDINATOR.set(coordinator)
+            try:
+                task = asyncio.ensure_future(self.group.participants[index]())
+            finally:
+                _COORDINATOR.reset(token)
+            self.tasks[task] = index
+            coordinator.tasks.add(task)
+            coordinator.group_of[task] = self
+            started = True
+        return started
+
+    def harvest(self) -> tuple[bool, bool]:
+        """Collect finished branches in index order: (any finished, decided)."""
+        done = sorted((t for t in self.tasks if t.done()), key=lambda t: self.tasks[t])
+        for task in done:
+            index = self.tasks.pop(task)
+            self.coordinator.forget(task)
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+            self.finished.append((index, task.result()))
+            if self.group.decided(self.finished):
+                return True, True
+        return bool(done), False
+
+    async def stop(self) -> None:
+        """Interrupt the unfinished branches (their running activities too) and reap them."""
+        pending = list(self.tasks)
+        for task in pending:
+            self.coordinator.interrupt(task)
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in pending:
+            self.coordinator.forget(task)
+        self.tasks.clear()
+
+
+class _Coordinator:
+    """The one awaiter of SDK futures for every branch of a body's groups (nested included)."""
 
     def __init__(self) -> None:
-        self.waiting: list[
-            tuple[restate.RestateDurableFuture[Any], asyncio.Future[Any], asyncio.Task[Any]]
-        ] = []
-        self.blocked: set[asyncio.Task[Any]] = set()
+        self.entries: list[_Entry] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.group_of: dict[asyncio.Task[Any], _GroupRun] = {}
+        self.blocked: dict[asyncio.Task[Any], asyncio.Future[Any]] = {}
+        self.joining: dict[asyncio.Task[Any], _GroupRun] = {}
         self.interrupts: dict[asyncio.Task[Any], list[Callable[[], None]]] = {}
 
-    def succeeded(self, owner: asyncio.Task[Any] | None) -> None:
-        """An activity of ``owner`` finished its work successfully: stop the others' work now.
+    def forget(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        self.group_of.pop(task, None)
+        self.interrupts.pop(task, None)
 
-        In request/response mode the SDK ends an attempt only once every running ``ctx.run``
-        has finished, so waiting for the journal to name the winner would let the losers run
-        to their end. The journaled winner is still decided by Restate's completion order, in
-        which this success comes first (it is proposed before the losers' interruptions).
-        """
-        for task, hooks in self.interrupts.items():
-            if task is not owner and not task.done():
-                for hook in hooks:
-                    hook()
+    def interrupt(self, task: asyncio.Task[Any]) -> None:
+        for hook in self.interrupts.get(task, ()):
+            hook()
+
+    def quiet(self) -> bool:
+        """Whether every branch is finished or waiting (on the coordinator, or on its own
+        branches when it runs a nested group)."""
+        for task in self.tasks:
+            if task.done():
+                continue
+            waiter = self.blocked.get(task)
+            if waiter is not None:
+                if waiter.done():
+                    return False
+                continue
+            group = self.joining.get(task)
+            if group is not None and not any(t.done() for t in group.tasks):
+                continue
+            return False
+        return True
+
+    async def until_quiet(self) -> None:
+        for _ in range(100_000):
+            if self.quiet():
+                return
+            await asyncio.sleep(0)
+        raise EngineDefinitionError(
+            "the branches of a group keep running without reaching a durable step"
+        )
 
     async def wait(
-        self, future: restate.RestateDurableFuture[Any], interrupt: Callable[[], None] | None
+        self,
+        future: restate.RestateDurableFuture[Any] | None,
+        *,
+        is_run: bool = False,
+        interrupt: Callable[[], None] | None = None,
+        exclusive: Callable[[], Awaitable[Any]] | None = None,
     ) -> Any:
+        """From a branch: wait for ``future`` (or, for ``exclusive``, for the coordinator to
+        await it alone) and return its value."""
         task = asyncio.current_task()
         assert task is not None
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiting.append((future, waiter, task))
+        self.entries.append(_Entry(task, waiter, future, is_run=is_run, exclusive=exclusive))
         if interrupt is not None:
             self.interrupts.setdefault(task, []).append(interrupt)
-        self.blocked.add(task)
+        self.blocked[task] = waiter
         try:
             return await waiter
         finally:
-            self.blocked.discard(task)
+            self.blocked.pop(task, None)
+
+    def work_finished(self, owner: asyncio.Task[Any] | None, exit: EncodedExit) -> None:
+        """An activity of ``owner``'s branch ended with ``exit``: if that decides its group,
+        stop the other branches' work now.
+
+        In request/response mode the SDK ends an attempt only once every running ``ctx.run``
+        has finished, so waiting for the journal to say the group is over would let the losers
+        run to their end. The journaled outcome is still decided by Restate's completion order,
+        in which this completion comes first (it is proposed before the losers' interruptions).
+        """
+        group = self.group_of.get(owner) if owner is not None else None
+        if group is None or owner is None or owner not in group.tasks:
+            return
+        if group.group.decided([*group.finished, (group.tasks[owner], exit)]):
+            for task in group.tasks:
+                if task is not owner and not task.done():
+                    self.interrupt(task)
+
+    def cut(self) -> None:
+        """The workflow's interrupt arrived: every wait but a running activity's ends with the
+        interrupt signal (the activities finish first)."""
+        for entry in list(self.entries):
+            if not entry.is_run and not entry.waiter.done():
+                entry.waiter.set_exception(InterruptSignal())
+                self.entries.remove(entry)
 
 
-_RACE: ContextVar[_Race | None] = ContextVar("durable_workflow_restate_race", default=None)
+_COORDINATOR: ContextVar[_Coordinator | None] = ContextVar(
+    "durable_workflow_restate_coordinator", default=None
+)
 
 
 class BodyOperations:
     """The body-side half of the engine contract on Restate (mixed into `RestateEngine`)."""
 
+    # -- where SDK signals become the portable ones ----------------------------------------
+
     async def _await(
         self,
         ex: RestateExecution,
         future: restate.RestateDurableFuture[Any],
+        *,
+        is_run: bool = False,
         interrupt: Callable[[], None] | None = None,
     ) -> Any:
-        """Await a durable future; turn cancellation into the portable interrupt signal."""
-        race = _RACE.get()
+        """Await a durable future. Restate's cancellation becomes the portable interrupt;
+        the SDK's stop signals become `_Bail`; a failed future raises its TerminalError."""
+        coordinator = _COORDINATOR.get()
+        if coordinator is not None:
+            return await coordinator.wait(future, is_run=is_run, interrupt=interrupt)
+        if is_run:
+            await self._settled(ex, future)
         try:
-            if race is not None:
-                return await race.wait(future, interrupt)
             return await future
         except TerminalError as err:
             if is_cancellation(err):
                 self._interrupted(ex)
             raise
-        except _SDK_STOP as exc:
+        except SDK_STOP as exc:
             raise _Bail(exc) from None
 
+    async def _settled(
+        self, ex: RestateExecution, future: restate.RestateDurableFuture[Any]
+    ) -> None:
+        """Wait until an activity attempt has its outcome. An interrupt that arrives meanwhile
+        does not abandon it: the attempt finishes and is journaled (so its compensation is
+        registered), and the interrupt is delivered at the next durable operation."""
+        while True:
+            try:
+                await restate.wait_completed(future)
+                return
+            except TerminalError as err:
+                if not is_cancellation(err):
+                    raise
+                ex.interrupt_pending = True
+            except SDK_STOP as exc:
+                raise _Bail(exc) from None
+
     def _deliver(self, ex: RestateExecution) -> None:
-        """Deliver an interrupt that arrived while an activity was running, now that the next
-        durable operation starts (as the in-memory engine does)."""
-        if ex.interrupt_pending and not ex.interrupted:
+        """At the start of a durable operation: deliver an interrupt that arrived while an
+        activity was running (or, in a group, that arrived during the group)."""
+        if ex.interrupted:
+            return
+        if _COORDINATOR.get() is not None:
+            if ex.interrupting:
+                raise InterruptSignal()
+            return
+        if ex.interrupt_pending:
             ex.interrupt_pending = False
             self._interrupted(ex)
 
-    async def _await_run(
-        self,
-        ex: RestateExecution,
-        future: restate.RestateDurableFuture[Any],
-        interrupt: Callable[[], None],
-    ) -> Any:
-        """Await an activity attempt. An interrupt that arrives meanwhile does not abandon it:
-        the attempt finishes and is journaled (so its compensation is registered), and the
-        interrupt is delivered at the next durable operation."""
-        if _RACE.get() is not None:
-            return await self._await(ex, future, interrupt)
-        try:
-            try:
-                return await future
-            except TerminalError as err:
-                if not (is_cancellation(err) and isinstance(future, ServerDurableFuture)):
-                    raise
-            # Restate delivers a cancellation once, and the SDK future now holds it: read the
-            # attempt's outcome through a second future over the same journal entry.
-            ex.interrupt_pending = True
-            return await future.context.create_future(future.handle, _BYTES)
-        except _SDK_STOP as exc:
-            raise _Bail(exc) from None
+    def _cancel_children(self, ex: RestateExecution) -> None:
+        for child in ex.children:
+            _command(lambda child=child: ex.ctx.cancel_invocation(child))
 
     def _interrupted(self, ex: RestateExecution) -> NoReturn:
         ex.interrupted = True
-        for child in ex.children:
-            _command(lambda child=child: ex.ctx.cancel_invocation(child))
+        self._cancel_children(ex)
         raise InterruptSignal()
+
+    # -- body-side operations --------------------------------------------------------------
 
     async def activity_execute(
         self, execution: Execution, activity: ActivityInvocation
@@ -245,120 +393,150 @@ class BodyOperations:
         ex = _as_execution(execution)
         self._deliver(ex)
         name = activity.name if activity.attempt == 1 else f"{activity.name}#{activity.attempt}"
-        race = _RACE.get()
-        owner = asyncio.current_task() if race is not None else None
+        coordinator = _COORDINATOR.get()
+        owner = asyncio.current_task() if coordinator is not None else None
 
         async def action() -> bytes:
             try:
                 exit = await activity.run()
             except ParkRequest as request:
                 raise ParkFailure(request.cause) from None
+            if coordinator is not None and activity.ends(exit):
+                coordinator.work_finished(owner, exit)
             if exit_tag(exit) == "Success":
-                if race is not None:
-                    race.succeeded(owner)
                 return pydantic_core.to_json(exit.get("value"))
             raise terminal_error(exit)
 
         future = _command(lambda: ex.ctx.run_typed(name, action, _RUN_OPTIONS))
         try:
-            raw = await self._await_run(ex, future, activity.interrupt)
+            raw = await self._await(ex, future, is_run=True, interrupt=activity.interrupt)
         except TerminalError as err:
             return _exit_from_terminal(err)
         return success_json(_loads(raw))
 
     async def deferred_result(self, execution: Execution, name: str) -> EncodedExit:
-        """A clock's sleep, or the workflow promise named after the deferred."""
+        """The workflow promise named after the deferred."""
         ex = _as_execution(execution)
         self._deliver(ex)
-        sleep = ex.clocks.pop(name, None)
-        if sleep is not None:
-            await self._await(ex, sleep)
-            return success_json(None)
         future = _command(lambda: ex.ctx.promise(name, serde=_BYTES).value())
-        raw = await self._await(ex, future)
-        value = _loads(raw)
+        value = _loads(await self._await(ex, future))
         if not isinstance(value, dict):
             return _defect(f"deferred {name!r} holds {value!r}, not an encoded exit")
         return value
 
-    async def schedule_clock(self, execution: Execution, name: str, duration: timedelta) -> None:
+    async def sleep(self, execution: Execution, name: str, duration: timedelta) -> None:
         """A named durable timer (``ctx.sleep``); the deadline survives crashes."""
         ex = _as_execution(execution)
         self._deliver(ex)
-        ex.clocks[clock_deferred_name(name)] = _command(lambda: ex.ctx.sleep(duration, name=name))
+        await self._await(ex, _command(lambda: ex.ctx.sleep(duration, name=name)))
 
-    async def race(
-        self, execution: Execution, name: str, participants: Sequence[RaceParticipant]
-    ) -> tuple[int, EncodedExit]:
-        """Race participants over one ``wait_completed`` loop; journal the winner as a run."""
+    async def concurrently(
+        self, execution: Execution, group: Group
+    ) -> list[tuple[int, EncodedExit]]:
+        """Branches as tasks under one coordinator; the outcome journaled as one ``ctx.run``."""
         ex = _as_execution(execution)
         self._deliver(ex)
-        race = _Race()
-        token = _RACE.set(race)
+        outer = _COORDINATOR.get()
+        coordinator = outer or _Coordinator()
+        run = _GroupRun(group, coordinator)
         try:
-            tasks = [asyncio.ensure_future(p()) for p in participants]
+            if outer is None:
+                await self._drive(ex, run)
+            else:
+                await self._join(run)
         finally:
-            _RACE.reset(token)
-        finished: list[tuple[int, EncodedExit]] = []
-        seen: set[int] = set()
-        winner: tuple[int, EncodedExit] | None = None
-        try:
-            while winner is None:
-                await _until_blocked(tasks, race)
-                for index, task in enumerate(tasks):
-                    if index in seen or not task.done():
-                        continue
-                    seen.add(index)
-                    exc = task.exception()
-                    if exc is not None:
-                        raise exc
-                    finished.append((index, task.result()))
-                winner = pick_race_winner(finished, len(tasks))
-                if winner is not None:
-                    break
-                pending = [(f, w, t) for f, w, t in race.waiting if not w.done()]
-                if not pending:
-                    raise RuntimeError(f"race {name!r} has no pending step and no winner")
-                try:
-                    done, _ = await restate.wait_completed(*(f for f, _, _ in pending))
-                except TerminalError as err:
-                    if is_cancellation(err):
-                        self._interrupted(ex)
+            await run.stop()
+        finished = run.finished
+
+        async def record() -> bytes:
+            return json.dumps([[i, e] for i, e in finished]).encode()
+
+        future = _command(lambda: ex.ctx.run_typed(f"group:{group.name}", record, _RUN_OPTIONS))
+        journaled = _loads(await self._await(ex, future, is_run=True))
+        if outer is None and ex.interrupting:
+            ex.interrupting = False
+            ex.interrupted = True
+        return [
+            (cast(int, item[0]), cast(EncodedExit, item[1]))
+            for item in cast(list[list[Any]], journaled)
+        ]
+
+    async def _join(self, run: _GroupRun) -> None:
+        """A nested group, in a branch task: wait for its own branches (never the SDK)."""
+        coordinator = run.coordinator
+        me = asyncio.current_task()
+        assert me is not None
+        run.start_more()
+        while True:
+            progressed, decided = run.harvest()
+            if decided or (not run.tasks and run.next_index >= len(run.group.participants)):
+                return
+            if run.start_more() or progressed:
+                continue
+            coordinator.joining[me] = run
+            try:
+                await asyncio.wait(run.tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                coordinator.joining.pop(me, None)
+
+    async def _drive(self, ex: RestateExecution, run: _GroupRun) -> None:
+        """The outermost group: run the coordinator until the group is over."""
+        coordinator = run.coordinator
+        run.start_more()
+        while True:
+            await coordinator.until_quiet()
+            progressed, decided = run.harvest()
+            if decided or (not run.tasks and run.next_index >= len(run.group.participants)):
+                return
+            if run.start_more() or progressed:
+                continue
+            pending = [e for e in coordinator.entries if not e.waiter.done()]
+            coordinator.entries = pending
+            if not pending:
+                raise EngineDefinitionError(
+                    f"group {run.group.name!r}: branches wait, but for nothing durable"
+                )
+            exclusive = next((e for e in pending if e.exclusive is not None), None)
+            try:
+                if exclusive is not None:
+                    assert exclusive.exclusive is not None
+                    coordinator.entries.remove(exclusive)
+                    try:
+                        exclusive.waiter.set_result(await exclusive.exclusive())
+                    except TerminalError as err:
+                        if is_cancellation(err):
+                            exclusive.waiter.set_exception(InterruptSignal())
+                            raise
+                        exclusive.waiter.set_exception(err)
+                    continue
+                done, _ = await restate.wait_completed(
+                    *(cast(restate.RestateDurableFuture[Any], e.future) for e in pending)
+                )
+            except TerminalError as err:
+                if not is_cancellation(err):
                     raise
-                except _SDK_STOP as exc:
+                ex.interrupting = True
+                self._cancel_children(ex)
+                coordinator.cut()
+                continue
+            except SDK_STOP as exc:
+                raise _Bail(exc) from None
+            completed = {id(f) for f in done}
+            for entry in pending:
+                if id(entry.future) not in completed:
+                    continue
+                coordinator.entries.remove(entry)
+                future = cast(restate.RestateDurableFuture[Any], entry.future)
+                try:
+                    value = await future
+                except TerminalError as err:
+                    if not entry.waiter.done():
+                        entry.waiter.set_exception(err)
+                    continue
+                except SDK_STOP as exc:
                     raise _Bail(exc) from None
-                completed = {id(f) for f in done}
-                for future, waiter, owner in pending:
-                    if id(future) in completed:
-                        race.blocked.discard(owner)
-                        try:
-                            waiter.set_result(await future)
-                        except TerminalError as err:
-                            waiter.set_exception(err)
-            picked = winner
-
-            async def record() -> bytes:
-                return json.dumps({"index": picked[0], "exit": picked[1]}).encode()
-
-            future = _command(
-                lambda: ex.ctx.run_typed(f"race:{name}", record, restate.RunOptions(serde=_BYTES))
-            )
-            journaled = _loads(await self._await(ex, future))
-            assert isinstance(journaled, dict)
-            index = journaled["index"]
-            exit = journaled["exit"]
-            assert isinstance(index, int)
-            assert isinstance(exit, dict)
-            return index, exit
-        finally:
-            for task, hooks in race.interrupts.items():
-                if not task.done():
-                    for hook in hooks:
-                        hook()
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                if not entry.waiter.done():
+                    entry.waiter.set_result(value)
 
     async def now(self, execution: Execution) -> datetime:
         """Restate's journaled time (``ctx.time()``)."""
@@ -377,8 +555,7 @@ class BodyOperations:
 
     def is_replaying(self, execution: Execution) -> bool:
         """Whether the SDK's state machine is still replaying the journal."""
-        vm: Any = getattr(_as_execution(execution).ctx, "vm", None)
-        return bool(vm.is_replaying()) if vm is not None else False
+        return is_replaying(_as_execution(execution).ctx)
 
     async def _child(
         self,
@@ -399,13 +576,19 @@ class BodyOperations:
                 workflow, "run", body, key=execution_id, headers=send_headers
             )
         )
+        coordinator = _COORDINATOR.get()
         try:
-            invocation_id = await handle.invocation_id()
+            if coordinator is not None:
+                invocation_id = cast(
+                    str, await coordinator.wait(None, exclusive=handle.invocation_id)
+                )
+            else:
+                invocation_id = await handle.invocation_id()
         except TerminalError as err:
             if is_cancellation(err):
                 self._interrupted(ex)
             return _exit_from_terminal(err)
-        except _SDK_STOP as exc:
+        except SDK_STOP as exc:
             raise _Bail(exc) from None
         ex.children.append(invocation_id)
         if discard:
@@ -416,15 +599,6 @@ class BodyOperations:
         except TerminalError as err:
             return _exit_from_terminal(err)
         return success_json(_loads(raw))
-
-
-async def _until_blocked(tasks: Sequence[asyncio.Future[Any]], race: _Race) -> None:
-    """Let participant tasks run until each is done or waiting for the coordinator."""
-    for _ in range(100_000):
-        if all(t.done() or t in race.blocked for t in tasks):
-            return
-        await asyncio.sleep(0)
-    raise RuntimeError("race participants keep running without reaching a durable step")
 
 
 def _loads(raw: Any) -> Json:
@@ -453,7 +627,6 @@ def _exit_from_terminal(err: TerminalError) -> EncodedExit:
 
 
 def build_services(
-    engine: WorkflowEngine,
     workflows: Sequence[RegisteredWorkflow],
     *,
     retry_policy: Callable[[RegisteredWorkflow], restate.InvocationRetryPolicy | None],
@@ -476,7 +649,6 @@ def build_services(
         return await complete_token(ctx, request)
 
     services.append(tokens)
-    del engine
     return services
 
 
@@ -485,18 +657,34 @@ def _add_handlers(
     workflow: RegisteredWorkflow,
     run_workflow: Callable[[RegisteredWorkflow, restate.WorkflowContext, bytes], Awaitable[bytes]],
 ) -> None:
-    @service.main(name="run", input_serde=_BYTES, output_serde=_BYTES)
+    @service.main(
+        name="run",
+        input_serde=_BYTES,
+        output_serde=_BYTES,
+        workflow_retention=workflow.retention,
+    )
     async def run(ctx: restate.WorkflowContext, payload: bytes) -> bytes:
         """Run the portable workflow body for this key's execution."""
         return await run_workflow(workflow, ctx, payload)
 
     @service.handler(name=COMPLETE_HANDLER, input_serde=_BYTES, output_serde=_BYTES)
     async def complete_deferred(ctx: restate.WorkflowSharedContext, request: bytes) -> bytes:
-        """Resolve a deferred's promise with an encoded exit; the first completion wins."""
+        """Resolve a deferred's promise with an encoded exit; the first completion wins.
+
+        Answers ``{"accepted": true}`` when this completion was recorded and ``{"accepted":
+        false}`` when an earlier one had won; a completion the workflow's declared deferreds
+        refuse is answered with 404 or 400 and the reason.
+        """
         try:
             body: Any = json.loads(request)
-            name = body["name"]
-            raw_exit: Any = body["exit"]
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            fields = cast(dict[str, Any], body)
+            for required in ("name", "exit"):
+                if required not in fields:
+                    raise ValueError(f"missing field {required!r}")
+            name = fields["name"]
+            raw_exit = fields["exit"]
             if (
                 not isinstance(name, str)
                 or not isinstance(raw_exit, dict)
@@ -504,7 +692,7 @@ def _add_handlers(
             ):
                 raise ValueError("expected {'name': str, 'exit': {'_tag': ...}}")
             exit = cast(EncodedExit, raw_exit)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             raise TerminalError(f"invalid deferred completion: {exc}", 400) from None
         try:
             workflow.check_completion(name, exit)

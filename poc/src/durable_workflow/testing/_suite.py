@@ -13,6 +13,7 @@ import pytest
 from .. import (
     Defect,
     Done,
+    DuplicateStepName,
     ExecutionNotFound,
     Interrupted,
     MalformedToken,
@@ -27,27 +28,40 @@ from .. import (
 from .._exit import success_json
 from ._effects import SideEffects, eventually, poll_until
 from .workflows import (
+    FAIL_FAST_QUICK,
     SLEEP,
     Address,
     Approval,
+    FanProbe,
     OutOfStock,
     Probe,
     Rejected,
     Shipment,
     TypesProbe,
     approval,
+    children_wf,
     deadline_wf,
     defect_wf,
     deferred_wf,
     determinism_wf,
     drift_wf,
     duplicate_wf,
+    fail_fast_wf,
+    fan_wf,
+    finalizer_wf,
+    gate,
+    gate_wf,
     greet_wf,
+    interrupted_fan_wf,
+    nested_wf,
     parent_wf,
     park_wf,
     race_wf,
+    raced_wf,
+    replayed_fan_wf,
     retry_wf,
     saga_wf,
+    self_cancel_wf,
     shipment_deferred,
     sleep_wf,
     types_wf,
@@ -72,6 +86,14 @@ class ConformanceEnv(Protocol):
     @property
     def effects(self) -> SideEffects:
         """Where the conformance workflows record their side effects."""
+        ...
+
+    @property
+    def live_events(self) -> bool:
+        """Whether an event (a deferred's completion) reaches a run of the body while one of
+        its activities is still running. Restate in request/response mode (HTTP/1.1) or with
+        its inactivity timeout at 0 delivers it only once the running activity's attempt has
+        ended; the outcome is the same, later."""
         ...
 
     async def advance(self, delta: timedelta) -> None:
@@ -228,10 +250,10 @@ class ConformanceSuite:
         self, env: ConformanceEnv
     ) -> None:
         p = _probe()
-        with pytest.raises(Defect) as info:
+        with pytest.raises(DuplicateStepName) as info:
             await duplicate_wf.execute(p, engine=env.engine)
-        assert info.value.type_name == "durable_workflow.DuplicateStepName"
-        assert "greet" in info.value.message
+        assert info.value.kind == "activity" and info.value.name == "greet"
+        assert ".named(" in str(info.value)
         assert env.effects.count(f"{p.run}-greet") == 1
 
     # -- deferreds ------------------------------------------------------------------------------
@@ -533,6 +555,153 @@ class ConformanceSuite:
         done = await _poll_done(env, drift_wf, execution_id)
         assert done.result() == "step-a"
         assert env.effects.count(f"{p.run}-greet") == 1
+
+    # -- groups: fan-out and fan-in ------------------------------------------------------------
+
+    async def test_a_fan_out_of_100_activities_returns_results_in_order_at_most_10_at_once(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = FanProbe(run=_probe().run, items=100, concurrency=10, work_s=0.02)
+        assert await fan_wf.execute(p, engine=env.engine) == [i * i for i in range(100)]
+        events = env.effects.lines(f"{p.run}-fan-events")
+        assert sorted(events) == sorted(
+            [f"+{i}" for i in range(100)] + [f"-{i}" for i in range(100)]
+        )
+        assert 1 < _max_in_flight(events) <= 10
+
+    async def test_twenty_child_workflows_are_fanned_out_and_joined(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = FanProbe(run=_probe().run, items=20)
+        results = await children_wf.execute(p, engine=env.engine)
+        assert results == [f"hello {p.run}-c{i}" for i in range(20)]
+        for i in range(20):
+            assert env.effects.count(f"{p.run}-c{i}-greet") == 1
+            child = await greet_wf.poll(
+                greet_wf.execution_id(Probe(run=f"{p.run}-c{i}")), engine=env.engine
+            )
+            assert isinstance(child, Done)
+
+    async def test_a_failing_branch_fails_the_fan_out_interrupts_the_rest_and_compensates(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        with pytest.raises(OutOfStock) as info:
+            await fail_fast_wf.execute(p, engine=env.engine)
+        assert info.value == OutOfStock(sku="sku-fan", requested=FAIL_FAST_QUICK)
+        done = [f"done-{i}" for i in range(FAIL_FAST_QUICK)]
+        # finished branches compensated exactly once, newest first; the failing one was last
+        assert env.effects.lines(f"{p.run}-fan-steps") == [
+            *done,
+            "fail",
+            *(f"undo-{i}:done-{i}" for i in reversed(range(FAIL_FAST_QUICK))),
+        ]
+        for i in range(FAIL_FAST_QUICK + 1, 10):  # the branches still running were interrupted
+            await eventually(
+                lambda i=i: env.effects.lines(f"{p.run}-hang-{i}") == ["start", "cancelled"]
+            )
+
+    async def test_an_interrupt_during_a_fan_out_lets_running_activities_finish(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe(slow_s=1.0)
+        execution_id = await interrupted_fan_wf.start(p, engine=env.engine)
+        steps = f"{p.run}-fan-steps"
+        await eventually(lambda: {"done-0", "done-1", "start-2"} <= set(env.effects.lines(steps)))
+        await interrupted_fan_wf.interrupt(execution_id, engine=env.engine)
+        done = await _poll_done(env, interrupted_fan_wf, execution_id)
+        with pytest.raises(Interrupted):
+            done.result()
+        # the running activity finished and is compensated with the others, once, newest first
+        lines = env.effects.lines(steps)
+        assert sorted(lines[:3]) == ["done-0", "done-1", "start-2"]
+        assert lines[3:] == ["done-2", "undo-done-2", "undo-done-1", "undo-done-0"]
+        assert env.effects.lines(f"{p.run}-outcome") == ["Interrupted"]
+
+    async def test_a_replay_in_the_middle_of_a_fan_out_runs_no_journaled_activity_again(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = FanProbe(run=_probe().run, items=30, concurrency=5, work_s=0.1)
+        execution_id = await replayed_fan_wf.start(p, engine=env.engine)
+        events = f"{p.run}-fan-events"
+        await eventually(
+            lambda: (
+                env.effects.lines(events).count("-0") == 1
+                and len([e for e in env.effects.lines(events) if e.startswith("-")]) >= 10
+            )
+        )
+        await env.force_replay()
+        await env.advance(SLEEP)
+        done = await _poll_done(env, replayed_fan_wf, execution_id)
+        assert done.result() == [i * i for i in range(30)]
+        lines = env.effects.lines(events)
+        ends = [e for e in lines if e.startswith("-")]
+        assert sorted(set(ends)) == sorted(f"-{i}" for i in range(30))
+        # only work in flight when the replay was forced may have run twice
+        assert len(ends) - 30 <= 5
+
+    async def test_a_race_winners_compensation_runs_when_the_workflow_fails(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        with pytest.raises(OutOfStock):
+            await raced_wf.execute(p, engine=env.engine)
+        assert env.effects.lines(f"{p.run}-fan-steps") == ["a", "undo-a"]
+
+    async def test_a_race_inside_a_fan_out_and_a_fan_out_inside_a_race(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        assert await nested_wf.execute(p, engine=env.engine) == [
+            [1, "fast", f"hello {p.run}"],
+            [0, ["done-1", "done-2"]],
+            ["done-3", "OutOfStock"],
+        ]
+
+    async def test_a_deferred_completed_while_another_branch_runs_wins_the_race(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe(slow_s=4.0)  # the busy branch would finish after 4 s
+        execution_id = await gate_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.lines(f"{p.run}-hang-0") == ["start"])
+        assert await gate.succeed(gate.token_for(gate_wf, execution_id), "open", engine=env.engine)
+        done = await _poll_done(env, gate_wf, execution_id)
+        assert done.result() == "0:open"
+        if env.live_events:  # the completion cut in: the busy branch was interrupted
+            await eventually(
+                lambda: env.effects.lines(f"{p.run}-hang-0") == ["start", "cancelled"]
+            )
+
+    async def test_an_activity_that_cancels_itself_fails_after_its_retries_instead_of_hanging(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        with pytest.raises(Defect) as info:
+            await self_cancel_wf.execute(p, engine=env.engine)
+        assert info.value.type_name == "asyncio.CancelledError"
+        assert "cancels_itself" in info.value.message
+        assert env.effects.lines(f"{p.run}-self-cancel") == ["1", "2", "3"]
+
+    async def test_a_finalizer_runs_once_however_often_the_body_was_replayed(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        execution_id = await finalizer_wf.start(p, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{p.run}-finalizer-body") >= 1)
+        await env.force_replay()
+        await env.advance(SLEEP)
+        await env.advance(SLEEP)
+        done = await _poll_done(env, finalizer_wf, execution_id)
+        assert done.result() == "slept twice"
+        assert env.effects.lines(f"{p.run}-outcome") == ["success"]
+
+
+def _max_in_flight(events: list[str]) -> int:
+    running = peak = 0
+    for event in events:
+        running += 1 if event.startswith("+") else -1
+        peak = max(peak, running)
+    return peak
 
 
 async def _advance_when_waiting(env: ConformanceEnv, key: str) -> None:

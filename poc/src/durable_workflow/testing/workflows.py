@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -18,11 +18,15 @@ from .. import (
     Activity,
     DurableClock,
     DurableDeferred,
+    RaceResult,
     RetryPolicy,
+    Step,
     TypedError,
     Workflow,
     activity,
     add_finalizer,
+    all_of,
+    all_settled,
     current_attempt,
     now,
     race_all,
@@ -53,6 +57,10 @@ class Probe(BaseModel):
 
 
 def _key(p: Probe) -> str:
+    return p.run
+
+
+def _key_fan(p: FanProbe) -> str:
     return p.run
 
 
@@ -379,6 +387,238 @@ async def _drift_body(p: Probe) -> str:
     return step
 
 
+# -- groups: fan-out, fan-in and races of every step kind --------------------------------
+
+
+class FanProbe(BaseModel):
+    """Payload of the fan-out scenarios."""
+
+    run: str
+    items: int = 10
+    concurrency: int | None = None
+    work_s: float = 0.0
+
+
+@activity
+async def tracked(p: FanProbe, i: int) -> int:
+    """Record when item ``i`` starts and ends (to measure what runs at once); return i*i."""
+    store = effects()
+    store.record(f"{p.run}-fan-events", f"+{i}")
+    if p.work_s:
+        await asyncio.sleep(p.work_s)
+    store.record(f"{p.run}-fan-events", f"-{i}")
+    return i * i
+
+
+fan_wf = Workflow("CfFanOut", payload=FanProbe, success=list[int], idempotency_key=lambda p: p.run)
+
+
+@fan_wf.body
+async def _fan_body(p: FanProbe) -> list[int]:
+    return await all_of("items", [tracked(p, i) for i in range(p.items)], concurrency=p.concurrency)
+
+
+children_wf = Workflow("CfChildren", payload=FanProbe, success=list[str], idempotency_key=_key_fan)
+
+
+@children_wf.body
+async def _children_body(p: FanProbe) -> list[str]:
+    return await all_of(
+        "children", [greet_wf.child(Probe(run=f"{p.run}-c{i}")) for i in range(p.items)]
+    )
+
+
+@activity
+async def quick(p: Probe, i: int) -> str:
+    """Finish after ``10 * i`` ms, so branches finish in the order of their index."""
+    await asyncio.sleep(0.01 * i)
+    effects().record(f"{p.run}-fan-steps", f"done-{i}")
+    return f"done-{i}"
+
+
+@activity
+async def undo(p: Probe, what: str) -> None:
+    """A compensation: record what was undone."""
+    effects().record(f"{p.run}-fan-steps", f"undo-{what}")
+
+
+@activity(errors=[OutOfStock])
+async def fails_after(p: Probe, finished: int) -> str:
+    """Fail once ``finished`` quick branches have recorded their end (bounded wait)."""
+    store = effects()
+    for _ in range(2000):
+        if sum(line.startswith("done-") for line in store.lines(f"{p.run}-fan-steps")) >= finished:
+            break
+        await asyncio.sleep(0.01)
+    store.record(f"{p.run}-fan-steps", "fail")
+    raise OutOfStock(sku="sku-fan", requested=finished)
+
+
+@activity
+async def hangs(p: Probe, i: int) -> str:
+    """Run until interrupted (or, at most, ``p.slow_s`` or a minute), recording how it ended."""
+    store = effects()
+    store.record(f"{p.run}-hang-{i}", "start")
+    try:
+        await asyncio.sleep(p.slow_s or 60)
+    except asyncio.CancelledError:
+        store.record(f"{p.run}-hang-{i}", "cancelled")
+        raise
+    store.record(f"{p.run}-hang-{i}", "finish")
+    return "hung"
+
+
+fail_fast_wf = Workflow(
+    "CfFailFast", payload=Probe, success=list[str], errors=[OutOfStock], idempotency_key=_key
+)
+
+FAIL_FAST_QUICK = 4
+"""Branches 0..3 finish, branch 4 fails, branches 5..9 are still running and are interrupted."""
+
+
+@fail_fast_wf.body
+async def _fail_fast_body(p: Probe) -> list[str]:
+    steps: list[Step[str]] = [
+        quick(p, i).with_compensation(lambda v, i=i: undo(p, f"{i}:{v}"))
+        for i in range(FAIL_FAST_QUICK)
+    ]
+    steps.append(fails_after(p, FAIL_FAST_QUICK))
+    steps += [hangs(p, i) for i in range(FAIL_FAST_QUICK + 1, 10)]
+    return await all_of("ten", steps)
+
+
+@activity
+async def slow_step(p: Probe, i: int) -> str:
+    """Record start and end around ``p.slow_s`` seconds of work."""
+    store = effects()
+    store.record(f"{p.run}-fan-steps", f"start-{i}")
+    await asyncio.sleep(p.slow_s)
+    store.record(f"{p.run}-fan-steps", f"done-{i}")
+    return f"done-{i}"
+
+
+interrupted_fan_wf = Workflow(
+    "CfInterruptedFan", payload=Probe, success=list[Any], idempotency_key=_key, deferreds=[approval]
+)
+
+
+@interrupted_fan_wf.body
+async def _interrupted_fan_body(p: Probe) -> list[Any]:
+    async def on_end(outcome: Success[Any] | Failure) -> None:
+        tag = "success" if isinstance(outcome, Success) else type(outcome.error).__name__
+        await finalize(p, tag)
+
+    add_finalizer(on_end)
+    return await all_of(
+        "four",
+        [
+            quick(p, 0).with_compensation(lambda v: undo(p, v)),
+            quick(p, 1).with_compensation(lambda v: undo(p, v)),
+            slow_step(p, 2).with_compensation(lambda v: undo(p, v)),
+            approval.wait(),
+        ],
+    )
+
+
+replayed_fan_wf = Workflow(
+    "CfReplayedFan", payload=FanProbe, success=list[int], idempotency_key=lambda p: p.run
+)
+
+
+@replayed_fan_wf.body
+async def _replayed_fan_body(p: FanProbe) -> list[int]:
+    values = await all_of(
+        "items", [tracked(p, i) for i in range(p.items)], concurrency=p.concurrency
+    )
+    await DurableClock.sleep("after", SLEEP)
+    return values
+
+
+@activity
+async def step_a(p: Probe) -> str:
+    """The step a race wins with, compensated by `undo`."""
+    effects().record(f"{p.run}-fan-steps", "a")
+    return "a"
+
+
+raced_wf = Workflow(
+    "CfRaceCompensated", payload=Probe, success=str, errors=[OutOfStock], idempotency_key=_key
+)
+
+
+@raced_wf.body
+async def _raced_body(p: Probe) -> str:
+    await race_all(
+        "r",
+        [
+            step_a(p).with_compensation(lambda v: undo(p, v)),
+            DurableClock.sleep("s", timedelta(days=1)),
+        ],
+    )
+    await ship(Probe(run=p.run, fail=True))  # fails with OutOfStock
+    return "never"
+
+
+nested_wf = Workflow("CfNestedGroups", payload=Probe, success=list[Any], idempotency_key=_key)
+
+
+@nested_wf.body
+async def _nested_body(p: Probe) -> list[Any]:
+    race_in_fan = await all_of("outer", [race_all("fastest", [slow(p), fast(p)]), greet(p)])
+    index, both = await race_all(
+        "fan-or-deadline",
+        [
+            all_of("both", [quick(p, 1), quick(p, 2)]),
+            DurableClock.sleep("deadline", timedelta(days=1)),
+        ],
+    )
+    settled = await all_settled("settled", [quick(p, 3), ship(Probe(run=p.run, fail=True))])
+    outcomes = [o.value if isinstance(o, Success) else type(o.error).__name__ for o in settled]
+    raced = cast(RaceResult[str], race_in_fan[0])
+    return [[raced.index, raced.value, race_in_fan[1]], [index, both], outcomes]
+
+
+gate = DurableDeferred("gate", success=str)
+
+gate_wf = Workflow("CfGate", payload=Probe, success=str, idempotency_key=_key, deferreds=[gate])
+
+
+@gate_wf.body
+async def _gate_body(p: Probe) -> str:
+    index, value = await race_all("gate-or-busy", [gate.wait(), hangs(p, 0)])
+    return f"{index}:{value}"
+
+
+@activity(retry=RetryPolicy(max_attempts=3))
+async def cancels_itself(p: Probe) -> str:
+    """Raise CancelledError from inside the work on every attempt."""
+    effects().record(f"{p.run}-self-cancel", str(current_attempt()))
+    raise asyncio.CancelledError()
+
+
+self_cancel_wf = Workflow("CfSelfCancel", payload=Probe, success=str, idempotency_key=_key)
+
+
+@self_cancel_wf.body
+async def _self_cancel_body(p: Probe) -> str:
+    return await cancels_itself(p)
+
+
+finalizer_wf = Workflow("CfFinalizerOnce", payload=Probe, success=str, idempotency_key=_key)
+
+
+@finalizer_wf.body
+async def _finalizer_body(p: Probe) -> str:
+    async def on_end(outcome: Success[str] | Failure) -> None:
+        await finalize(p, "success" if isinstance(outcome, Success) else "failure")
+
+    add_finalizer(on_end)
+    effects().record(f"{p.run}-finalizer-body")
+    await DurableClock.sleep("first", SLEEP)
+    await DurableClock.sleep("second", SLEEP)
+    return "slept twice"
+
+
 ALL_WORKFLOWS: list[Workflow[Any, Any]] = [
     greet_wf,
     sleep_wf,
@@ -394,5 +634,15 @@ ALL_WORKFLOWS: list[Workflow[Any, Any]] = [
     duplicate_wf,
     determinism_wf,
     drift_wf,
+    fan_wf,
+    children_wf,
+    fail_fast_wf,
+    interrupted_fan_wf,
+    replayed_fan_wf,
+    raced_wf,
+    nested_wf,
+    gate_wf,
+    self_cancel_wf,
+    finalizer_wf,
 ]
 """Every conformance workflow: register them all with the engine under test."""
