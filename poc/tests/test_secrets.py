@@ -20,6 +20,7 @@ from durable_workflow import (
     Pending,
     SecretKeyInvalid,
     SecretKeyMissing,
+    SpanIdGenerator,
     TypedError,
     VirtualClock,
     Workflow,
@@ -86,9 +87,8 @@ async def _pay(payment: Payment) -> Receipt:
 @pytest.fixture
 def key() -> Iterator[str]:
     key = generate_secret_key()
-    use_secret_keys(key)
-    yield key
-    use_secret_keys()
+    with use_secret_keys(key):
+        yield key
 
 
 @pytest.fixture
@@ -144,9 +144,8 @@ async def test_a_typed_error_with_a_secret_field_keeps_it_encrypted(
 
 
 async def test_without_a_key_nothing_is_submitted(engine: InMemoryEngine) -> None:
-    use_secret_keys()
     payment = Payment(order_id="o3", card=Card(holder="Ada", number=SecretStr(CARD)))
-    with pytest.raises(SecretKeyMissing) as info:
+    with use_secret_keys(), pytest.raises(SecretKeyMissing) as info:
         await payments.start(payment, engine=engine)
     assert "use_secret_keys" in str(info.value)
     with pytest.raises(ExecutionNotFound):
@@ -157,16 +156,17 @@ async def test_a_worker_with_the_wrong_key_parks_the_execution_until_it_has_the_
     key: str, engine: InMemoryEngine
 ) -> None:
     payment = Payment(order_id="o4", card=Card(holder="Ada", number=SecretStr(CARD)))
-    execution_id = await payments.start(payment, engine=engine)
-    use_secret_keys(generate_secret_key())  # the worker runs with another key
-    await engine.settle()
+    encoded = payments.payload_codec.encode(payment)  # the client encrypts with `key`
+    execution_id = payments.execution_id(payment)
+    with use_secret_keys(generate_secret_key()):  # the body runs with another key
+        await engine.execute(payments.name, execution_id, encoded, discard=True)
+        await engine.settle()
     parked = await payments.poll(execution_id, engine=engine)
     assert isinstance(parked, Pending)
     assert parked.status == "parked"
     assert isinstance(parked.cause, Defect)
     assert "SecretKeyInvalid" in parked.cause.type_name
     assert "not configured" in parked.cause.message
-    use_secret_keys(key)
     await payments.resume(execution_id, engine=engine)
     await pin_entry.succeed(
         pin_entry.token_for(payments, execution_id), SecretStr(PIN), engine=engine
@@ -191,7 +191,7 @@ async def test_a_tampered_secret_is_refused_not_turned_into_garbage(key: str) ->
 async def test_secrets_stay_out_of_spans_and_logs(
     key: str, engine: InMemoryEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=SpanIdGenerator())
     spans = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     enable_tracing(provider)

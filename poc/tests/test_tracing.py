@@ -17,15 +17,18 @@ from durable_workflow import (
     DurableDeferred,
     InMemoryEngine,
     RetryPolicy,
+    SpanIdGenerator,
     TypedError,
     VirtualClock,
     Workflow,
+    WorkflowDefinitionError,
     activity,
     current_attempt,
     disable_tracing,
     enable_tracing,
     use_engine,
 )
+from durable_workflow._tracing import pending_sightings, tracing_enabled
 
 
 class Job(BaseModel):
@@ -70,7 +73,7 @@ async def _parent(job: Job) -> str:
 
 @pytest.fixture
 def provider() -> Iterator[TracerProvider]:
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=SpanIdGenerator())
     provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
     enable_tracing(provider)
     yield provider
@@ -159,7 +162,7 @@ async def test_an_execution_is_one_trace_with_one_span_per_live_step(
 
 
 async def test_without_enable_tracing_no_span_is_emitted() -> None:
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=SpanIdGenerator())
     spans = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     engine = InMemoryEngine(clock=VirtualClock())
@@ -170,3 +173,33 @@ async def test_without_enable_tracing_no_span_is_emitted() -> None:
     assert isinstance(done, Done)
     assert done.result() == "stored quiet"
     assert spans.get_finished_spans() == ()
+
+
+async def test_many_traced_executions_leave_nothing_behind_and_the_provider_untouched() -> None:
+    provider = TracerProvider(id_generator=SpanIdGenerator())
+    generator = provider.id_generator
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    enable_tracing(provider)
+    try:
+        engine = InMemoryEngine(clock=VirtualClock())
+        engine.register(parent_wf)
+        engine.register(child_wf)
+        with use_engine(engine):
+            ids = [await parent_wf.start(Job(id=f"leak-{i}")) for i in range(50)]
+            await engine.advance(timedelta(days=1))
+            for execution_id in ids:
+                await approval.succeed(approval.token_for(parent_wf, execution_id), "ops")
+            await engine.advance(timedelta(hours=1))
+            for i in range(50):
+                assert (await parent_wf.execute(Job(id=f"leak-{i}"))).endswith("approved by ops")
+        assert pending_sightings() == 0
+        assert provider.id_generator is generator
+    finally:
+        disable_tracing()
+
+
+def test_enable_tracing_refuses_a_provider_without_the_span_id_generator() -> None:
+    with pytest.raises(WorkflowDefinitionError) as info:
+        enable_tracing(TracerProvider())
+    assert "id_generator=durable_workflow.SpanIdGenerator()" in str(info.value)
+    assert not tracing_enabled()

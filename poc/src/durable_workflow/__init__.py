@@ -53,7 +53,7 @@ from ._secrets import (
 )
 from ._step import Step
 from ._tokens import decode_token, encode_token
-from ._tracing import disable_tracing, enable_tracing
+from ._tracing import SpanIdGenerator, disable_tracing, enable_tracing
 from ._typed_error import TypedError
 from ._workflow import Done, Pending, PollResult, Workflow
 
@@ -93,6 +93,7 @@ __all__ = [
     # tracing
     "enable_tracing",
     "disable_tracing",
+    "SpanIdGenerator",
     # secrets
     "use_secret_keys",
     "generate_secret_key",

@@ -32,7 +32,7 @@ class ClockSleep(Step[None]):
     async def run_encoded(self, state: RunState, name: str) -> EncodedExit:
         await state.engine.sleep(state.execution, name, self.duration)
         trace = state.trace
-        if trace is not None and not state.engine.is_replaying(state.execution):
+        if trace is not None:
             started = time.time_ns() - int(self.duration.total_seconds() * 1e9)
             trace.emit(
                 f"sleep {name}",
@@ -40,6 +40,7 @@ class ClockSleep(Step[None]):
                 step=f"clock:{name}",
                 exit=_DONE,
                 start_ns=started,
+                replayed=state.engine.is_replaying(state.execution),
             )
         return _DONE
 

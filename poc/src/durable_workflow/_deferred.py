@@ -41,12 +41,13 @@ class DeferredWait(Step[T]):
         if trace is not None:
             trace.mark(f"deferred:{self.name}")
         exit = await state.engine.deferred_result(state.execution, self.name)
-        if trace is not None and not state.engine.is_replaying(state.execution):
+        if trace is not None:
             trace.emit(
                 f"deferred {self.name}",
                 {"deferred.name": self.name},
                 step=f"deferred:{self.name}",
                 exit=exit,
+                replayed=state.engine.is_replaying(state.execution),
             )
         return exit
 

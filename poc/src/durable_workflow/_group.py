@@ -13,6 +13,7 @@ names of their own.
 
 from __future__ import annotations
 
+import abc
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -121,12 +122,13 @@ class GroupStep(Step[T]):
             exit: EncodedExit = {**SIGNAL_EXIT, "branches": _as_json(finished)}
         else:
             exit = self.outcome(list(finished))
-        if trace is not None and not state.engine.is_replaying(state.execution):
+        if trace is not None:
             trace.emit(
                 f"{self.kind} {name}",
                 self._span_attributes(name, exit),
                 step=f"{self.kind}:{name}",
                 exit=exit,
+                replayed=state.engine.is_replaying(state.execution),
             )
         return exit
 
@@ -157,8 +159,9 @@ class GroupStep(Step[T]):
             raise InterruptSignal()
         return self._value(exit, dict(_branches(exit)))
 
+    @abc.abstractmethod
     def _value(self, exit: EncodedExit, branches: dict[int, EncodedExit]) -> T:
-        raise NotImplementedError
+        """The group's value from its exit and its finished branches by index."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} of {len(self.steps)} steps>"

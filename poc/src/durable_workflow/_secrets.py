@@ -14,9 +14,12 @@ replay) both need. The cost: equal secrets are visibly equal in the journal.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import secrets as _secrets
+from collections.abc import Generator
+from contextvars import ContextVar
 from typing import Any, cast
 
 from pydantic import SecretBytes, SecretStr
@@ -83,7 +86,9 @@ class _Key:
             raise SecretKeyInvalid(f"secret with key id {self.id} failed to decrypt") from exc
 
 
-_configured: list[_Key] | None = None
+_CONFIGURED: ContextVar[list[_Key] | None] = ContextVar(
+    "durable_workflow_secret_keys", default=None
+)
 
 
 def _parse(key: str | bytes) -> _Key:
@@ -95,16 +100,32 @@ def _parse(key: str | bytes) -> _Key:
         raise SecretKeyInvalid(f"a secret key must be base64url-encoded bytes: {exc}") from None
 
 
-def use_secret_keys(*keys: str | bytes) -> None:
-    """Configure the keys for secret fields in this process (the first one encrypts).
+@contextlib.contextmanager
+def use_secret_keys(*keys: str | bytes) -> Generator[None]:
+    """Use these keys for secret fields in this context (the first one encrypts), like
+    `use_engine` chooses the engine: what runs inside the ``with`` block, and the tasks it
+    starts, see them.
 
     Keys are 32, 48 or 64 random bytes, base64url-encoded (see `generate_secret_key`). Every
     process that encodes or decodes the values needs them: the client (payloads, deferred
-    values) and the worker (bodies, activities). Without a call, ``DW_SECRET_KEYS`` is read.
-    Passing no key clears the configuration.
+    values) and the worker (bodies, activities). Outside such a block, ``DW_SECRET_KEYS``
+    (comma-separated keys, the first encrypts) is read; ``use_secret_keys()`` with no key
+    means "no key here", whatever the environment says.
+
+    Raises:
+        SecretKeyInvalid: a key is not base64url or not 32, 48 or 64 bytes long.
+
+    Example:
+        ```python
+        with use_secret_keys(os.environ["PAYMENTS_KEY"]), use_engine(engine):
+            await payments.execute(payment)
+        ```
     """
-    global _configured
-    _configured = [_parse(k) for k in keys] if keys else None
+    token = _CONFIGURED.set([_parse(k) for k in keys])
+    try:
+        yield
+    finally:
+        _CONFIGURED.reset(token)
 
 
 def generate_secret_key() -> str:
@@ -113,8 +134,9 @@ def generate_secret_key() -> str:
 
 
 def _keys() -> list[_Key]:
-    if _configured is not None:
-        return _configured
+    configured = _CONFIGURED.get()
+    if configured is not None:
+        return configured
     raw = os.environ.get(SECRET_KEYS_ENV, "")
     return [_parse(k) for k in raw.split(",") if k.strip()]
 
@@ -123,8 +145,8 @@ def _encrypt(plaintext: bytes) -> str:
     keys = _keys()
     if not keys:
         raise SecretKeyMissing(
-            "a value has secret fields (SecretStr/SecretBytes) but no key is configured: call "
-            f"durable_workflow.use_secret_keys(...) or set {SECRET_KEYS_ENV}"
+            "a value has secret fields (SecretStr/SecretBytes) but no key is configured: wrap the "
+            f"call in `with durable_workflow.use_secret_keys(key):` or set {SECRET_KEYS_ENV}"
         )
     return keys[0].encrypt(plaintext)
 
@@ -133,8 +155,8 @@ def _decrypt(token: str) -> bytes:
     keys = _keys()
     if not keys:
         raise SecretKeyMissing(
-            f"the journal holds an encrypted secret but no key is configured: call "
-            f"durable_workflow.use_secret_keys(...) or set {SECRET_KEYS_ENV}"
+            f"the journal holds an encrypted secret but no key is configured: wrap the "
+            f"call in `with durable_workflow.use_secret_keys(key):` or set {SECRET_KEYS_ENV}"
         )
     parts = token.split(":")
     if len(parts) != 3 or parts[0] != "v1":

@@ -14,23 +14,30 @@ supplies an ``opentelemetry-sdk`` TracerProvider). The model:
 - a child workflow's execution is parented to the parent's child-call span, whose id is
   deterministic too (the call's headers must be identical on replay).
 
-Deterministic ids need the SDK's id generator hook: `enable_tracing` wraps the provider's
-``id_generator`` so that ids can be chosen for these two span kinds.
+Deterministic ids need the SDK's id generator hook: the application creates its provider with
+``TracerProvider(id_generator=SpanIdGenerator())``, which draws random ids as the SDK's own
+generator does, except for these two span kinds. `enable_tracing` checks that it did, and
+changes nothing on the provider.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import random as _random
 import time
+from collections import OrderedDict
 from collections.abc import Generator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
+
+from ._errors import WorkflowDefinitionError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
 __all__ = [
+    "SpanIdGenerator",
     "enable_tracing",
     "disable_tracing",
     "tracing_enabled",
@@ -45,25 +52,43 @@ START_HEADER = "x-durable-workflow-start-ns"
 _TRACER_NAME = "durable_workflow"
 _FORCED: ContextVar[int | None] = ContextVar("durable_workflow_forced_span_id", default=None)
 _tracer: Tracer | None = None
-_first_seen: dict[tuple[str, str, str], int] = {}
+_MAX_EXECUTIONS = 10_000
+_first_seen: OrderedDict[tuple[str, str], dict[str, int]] = OrderedDict()
+"""Per execution, when this process first saw each step start, until its span is emitted or
+its outcome replayed; an execution's entry goes when it finishes (and the oldest go past
+``_MAX_EXECUTIONS``, for executions that finish in another process)."""
 
 
-class _ForcedIds:
-    """Wraps an SDK id generator: a span id set in `_FORCED` is used instead of a random one."""
+class SpanIdGenerator:
+    """The OpenTelemetry SDK id generator that tracing needs: random ids, as the SDK's own,
+    except for the spans the library gives deterministic ids (executions and child calls),
+    so every replay and every process names the same parent.
 
-    def __init__(self, wrapped: Any) -> None:
-        self.wrapped = wrapped
+    Example:
+        ```python
+        provider = TracerProvider(id_generator=SpanIdGenerator())
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        enable_tracing(provider)
+        ```
+    """
+
+    def __init__(self) -> None:
+        self._random = _random.Random()
 
     def generate_span_id(self) -> int:
+        """A random 64-bit span id, or the one the library chose for the span being started."""
         forced = _FORCED.get()
-        return forced if forced is not None else int(self.wrapped.generate_span_id())
+        if forced is not None:
+            return forced
+        return self._random.getrandbits(64) or 1
 
     def generate_trace_id(self) -> int:
-        return int(self.wrapped.generate_trace_id())
+        """A random 128-bit trace id."""
+        return self._random.getrandbits(128) or 1
 
-    def __getattr__(self, name: str) -> Any:
-        # Anything else the SDK asks of its generator (e.g. is_trace_id_random).
-        return getattr(self.wrapped, name)
+    def is_trace_id_random(self) -> bool:
+        """Trace ids are random (W3C trace context level 2)."""
+        return True
 
 
 def enable_tracing(tracer_provider: Any = None) -> None:
@@ -72,25 +97,26 @@ def enable_tracing(tracer_provider: Any = None) -> None:
     Call it in every process that runs bodies or starts workflows (worker and client).
 
     Args:
-        tracer_provider: An ``opentelemetry.sdk.trace.TracerProvider`` (default: the global
-            provider, which must then be an SDK provider).
+        tracer_provider: An ``opentelemetry.sdk.trace.TracerProvider`` created with
+            ``id_generator=SpanIdGenerator()`` (default: the global provider, which must then
+            be one).
 
     Raises:
         ImportError: ``opentelemetry-api`` is not installed.
-        TypeError: the provider has no ``id_generator`` (not the OpenTelemetry SDK's).
+        WorkflowDefinitionError: the provider does not use `SpanIdGenerator`.
     """
     global _tracer
     from opentelemetry import trace
 
     provider: Any = tracer_provider or trace.get_tracer_provider()
     generator = getattr(provider, "id_generator", None)
-    if generator is None:
-        raise TypeError(
-            "enable_tracing needs an opentelemetry-sdk TracerProvider (it sets the ids of "
-            "execution spans so that replays and crashes keep one parent per execution)"
+    if not isinstance(generator, SpanIdGenerator):
+        raise WorkflowDefinitionError(
+            "enable_tracing needs an opentelemetry-sdk TracerProvider created with "
+            "TracerProvider(id_generator=durable_workflow.SpanIdGenerator()): it gives "
+            "execution spans deterministic ids, so replays and crashes keep one parent per "
+            f"execution (got {type(provider).__name__} with {type(generator).__name__})"
         )
-    if not isinstance(generator, _ForcedIds):
-        provider.id_generator = _ForcedIds(generator)
     _tracer = provider.get_tracer(_TRACER_NAME)
 
 
@@ -258,12 +284,15 @@ class ExecutionTrace:
         exit: Mapping[str, Any] | None = None,
         span_id: int | None = None,
         start_ns: int | None = None,
+        replayed: bool = False,
     ) -> None:
         """Emit a finished step span (a wait that completed live), from its first sighting
-        (or ``start_ns``, if earlier)."""
-        if _tracer is None:
+        (or ``start_ns``, if earlier); a step whose outcome was ``replayed`` from the journal
+        emits nothing (it was traced when it happened), and its sighting is forgotten."""
+        steps = _first_seen.get((self.workflow, self.execution_id))
+        start = steps.pop(step, None) if steps is not None else None
+        if _tracer is None or replayed:
             return
-        start = _first_seen.pop((self.workflow, self.execution_id, step), None)
         if start_ns is not None:
             start = start_ns if start is None else min(start, start_ns)
         with self.step(name, attributes, span_id=span_id, start_ns=start) as span:
@@ -290,11 +319,30 @@ class ExecutionTrace:
             _FORCED.reset(token)
         _set_outcome(span, exit)
         span.end()
-        _first_seen.pop((self.workflow, self.execution_id, ""), None)
+        _forget(self.workflow, self.execution_id)
 
 
 def _seen(key: tuple[str, str, str]) -> int:
-    return _first_seen.setdefault(key, time.time_ns())
+    workflow, execution_id, step = key
+    steps = _first_seen.get((workflow, execution_id))
+    if steps is None:
+        steps = _first_seen[(workflow, execution_id)] = {}
+        while len(_first_seen) > _MAX_EXECUTIONS:
+            _first_seen.popitem(last=False)
+    found = steps.get(step)
+    if found is None:
+        found = steps[step] = time.time_ns()
+    return found
+
+
+def _forget(workflow: str, execution_id: str) -> None:
+    """Drop every sighting of a finished execution's steps."""
+    _first_seen.pop((workflow, execution_id), None)
+
+
+def pending_sightings() -> int:
+    """How many step sightings this process holds (for tests: finished executions hold none)."""
+    return sum(len(steps) for steps in _first_seen.values())
 
 
 def _set_outcome(span: Span, exit: Mapping[str, Any]) -> None:

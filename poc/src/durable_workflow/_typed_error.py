@@ -84,13 +84,16 @@ class TypedError(Exception):
         model = type(self).fields_model()
         names = list(model.model_fields)
         if len(args) > len(names):
-            raise TypeError(
-                f"{type(self).__name__} takes at most {len(names)} positional arguments"
+            raise WorkflowDefinitionError(
+                f"{type(self).__name__} takes at most {len(names)} positional arguments "
+                f"({', '.join(names) or 'no fields'}), got {len(args)}"
             )
         data: dict[str, Any] = dict(zip(names, args, strict=False))
         for key, value in kwargs.items():
             if key in data:
-                raise TypeError(f"{type(self).__name__} got multiple values for {key!r}")
+                raise WorkflowDefinitionError(
+                    f"{type(self).__name__} got multiple values for {key!r}"
+                )
             data[key] = value
         try:
             validated = model.model_validate(data)

@@ -442,13 +442,14 @@ class _ChildCall(Step[Any]):
             headers=headers,
         )
         exit = exit if exit is not None else success_json(self.child_id)
-        if trace is not None and not state.engine.is_replaying(state.execution):
+        if trace is not None:
             trace.emit(
                 f"child {child}",
                 {"child.workflow": child, "child.execution_id": self.child_id},
                 step=self.name,
                 exit=exit,
                 span_id=trace.child_span_id(child, self.child_id),
+                replayed=state.engine.is_replaying(state.execution),
             )
         return exit
 

@@ -237,7 +237,7 @@ async def run_on_restate(story: Story, ledger: Path) -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from durable_workflow import enable_tracing
+    from durable_workflow import SpanIdGenerator, enable_tracing
     from durable_workflow.restate import RestateEngine
     from restate_harness import RestateServer, ServiceProcess, ensure_server_binary
 
@@ -248,7 +248,7 @@ async def run_on_restate(story: Story, ledger: Path) -> None:
     story.say(f"restate-server {binary.version} ({binary.source})")
     worker_spans = ledger.with_name("worker-spans.jsonl")
     env = {payments.LEDGER_ENV: str(ledger), SPANS_ENV: str(worker_spans)}
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=SpanIdGenerator())
     client_spans = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(client_spans))
     enable_tracing(provider)

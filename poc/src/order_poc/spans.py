@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from durable_workflow import enable_tracing
+from durable_workflow import SpanIdGenerator, enable_tracing
 
 __all__ = ["SPANS_ENV", "JsonLinesSpanExporter", "span_record", "trace_to_file", "tree"]
 
@@ -59,7 +59,7 @@ class JsonLinesSpanExporter(SpanExporter):
 
 def trace_to_file(path: str | Path) -> TracerProvider:
     """Enable durable_workflow's tracing in this process, exporting spans to ``path``."""
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=SpanIdGenerator())
     provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
     enable_tracing(provider)
     return provider

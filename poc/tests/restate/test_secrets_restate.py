@@ -29,9 +29,8 @@ PIN = "2468"
 @pytest.fixture
 def key() -> Iterator[str]:
     key = generate_secret_key()
-    use_secret_keys(key)
-    yield key
-    use_secret_keys()
+    with use_secret_keys(key):
+        yield key
 
 
 @pytest.fixture

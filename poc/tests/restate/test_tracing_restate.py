@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from traced_app import SPANS_ENV, Job, approval, child_wf, parent_wf, span_record
 
-from durable_workflow import disable_tracing, enable_tracing
+from durable_workflow import SpanIdGenerator, disable_tracing, enable_tracing
 from durable_workflow.restate import RestateEngine
 from durable_workflow.testing import EFFECTS_ENV, SideEffects, eventually
 from restate_harness import RestateServer, ServiceProcess
@@ -23,7 +23,7 @@ HERE = Path(__file__).parent
 
 @pytest.fixture
 def client_spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=SpanIdGenerator())
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     enable_tracing(provider)

@@ -141,6 +141,31 @@ def _command(call: Callable[[], T]) -> T:
         raise _Bail(exc) from None
 
 
+class _Cancelled:
+    """What `_through_sdk` returns when Restate's cancellation arrived instead of a value."""
+
+
+CANCELLED = _Cancelled()
+
+
+async def _through_sdk(awaitable: Awaitable[T]) -> T | _Cancelled:
+    """Await something of the SDK: the one place its signals become ours.
+
+    Restate's cancellation (a bare 409 TerminalError, not one this layer journaled) comes back
+    as `CANCELLED`, for the caller to deliver as the portable interrupt where it belongs; the
+    SDK's stop signals become `_Bail`; any other TerminalError (a journaled failure) is raised
+    as it is, for the caller to decode.
+    """
+    try:
+        return await awaitable
+    except TerminalError as err:
+        if is_cancellation(err):
+            return CANCELLED
+        raise
+    except SDK_STOP as exc:
+        raise _Bail(exc) from None
+
+
 class _Entry:
     """One wait a branch handed to the coordinator."""
 
@@ -336,14 +361,10 @@ class BodyOperations:
             return await coordinator.wait(future, is_run=is_run, interrupt=interrupt)
         if is_run:
             await self._settled(ex, future)
-        try:
-            return await future
-        except TerminalError as err:
-            if is_cancellation(err):
-                self._interrupted(ex)
-            raise
-        except SDK_STOP as exc:
-            raise _Bail(exc) from None
+        value = await _through_sdk(future)
+        if value is CANCELLED:
+            self._interrupted(ex)
+        return value
 
     async def _settled(
         self, ex: RestateExecution, future: restate.RestateDurableFuture[Any]
@@ -351,16 +372,8 @@ class BodyOperations:
         """Wait until an activity attempt has its outcome. An interrupt that arrives meanwhile
         does not abandon it: the attempt finishes and is journaled (so its compensation is
         registered), and the interrupt is delivered at the next durable operation."""
-        while True:
-            try:
-                await restate.wait_completed(future)
-                return
-            except TerminalError as err:
-                if not is_cancellation(err):
-                    raise
-                ex.interrupt_pending = True
-            except SDK_STOP as exc:
-                raise _Bail(exc) from None
+        while await _through_sdk(restate.wait_completed(future)) is CANCELLED:
+            ex.interrupt_pending = True
 
     def _deliver(self, ex: RestateExecution) -> None:
         """At the start of a durable operation: deliver an interrupt that arrived while an
@@ -497,46 +510,47 @@ class BodyOperations:
                     f"group {run.group.name!r}: branches wait, but for nothing durable"
                 )
             exclusive = next((e for e in pending if e.exclusive is not None), None)
-            try:
-                if exclusive is not None:
-                    assert exclusive.exclusive is not None
-                    coordinator.entries.remove(exclusive)
-                    try:
-                        exclusive.waiter.set_result(await exclusive.exclusive())
-                    except TerminalError as err:
-                        if is_cancellation(err):
-                            exclusive.waiter.set_exception(InterruptSignal())
-                            raise
-                        exclusive.waiter.set_exception(err)
+            if exclusive is not None:
+                assert exclusive.exclusive is not None
+                coordinator.entries.remove(exclusive)
+                try:
+                    value = await _through_sdk(exclusive.exclusive())
+                except TerminalError as err:
+                    exclusive.waiter.set_exception(err)
                     continue
-                done, _ = await restate.wait_completed(
-                    *(cast(restate.RestateDurableFuture[Any], e.future) for e in pending)
-                )
-            except TerminalError as err:
-                if not is_cancellation(err):
-                    raise
-                ex.interrupting = True
-                self._cancel_children(ex)
-                coordinator.cut()
+                if value is CANCELLED:
+                    exclusive.waiter.set_exception(InterruptSignal())
+                    self._cut(ex, coordinator)
+                else:
+                    exclusive.waiter.set_result(value)
                 continue
-            except SDK_STOP as exc:
-                raise _Bail(exc) from None
-            completed = {id(f) for f in done}
+            futures = [cast(restate.RestateDurableFuture[Any], e.future) for e in pending]
+            waited = await _through_sdk(restate.wait_completed(*futures))
+            if isinstance(waited, _Cancelled):
+                self._cut(ex, coordinator)
+                continue
+            completed = {id(f) for f in waited[0]}
             for entry in pending:
                 if id(entry.future) not in completed:
                     continue
                 coordinator.entries.remove(entry)
-                future = cast(restate.RestateDurableFuture[Any], entry.future)
                 try:
-                    value = await future
+                    value = await _through_sdk(
+                        cast(restate.RestateDurableFuture[Any], entry.future)
+                    )
                 except TerminalError as err:
                     if not entry.waiter.done():
                         entry.waiter.set_exception(err)
                     continue
-                except SDK_STOP as exc:
-                    raise _Bail(exc) from None
                 if not entry.waiter.done():
                     entry.waiter.set_result(value)
+
+    def _cut(self, ex: RestateExecution, coordinator: _Coordinator) -> None:
+        """The workflow's interrupt arrived during a group: cancel the children, and let every
+        branch get it at its next durable operation (running activities finish first)."""
+        ex.interrupting = True
+        self._cancel_children(ex)
+        coordinator.cut()
 
     async def now(self, execution: Execution) -> datetime:
         """Restate's journaled time (``ctx.time()``)."""
@@ -579,17 +593,14 @@ class BodyOperations:
         coordinator = _COORDINATOR.get()
         try:
             if coordinator is not None:
-                invocation_id = cast(
-                    str, await coordinator.wait(None, exclusive=handle.invocation_id)
-                )
+                sent = await coordinator.wait(None, exclusive=handle.invocation_id)
             else:
-                invocation_id = await handle.invocation_id()
+                sent = await _through_sdk(handle.invocation_id())
         except TerminalError as err:
-            if is_cancellation(err):
-                self._interrupted(ex)
             return _exit_from_terminal(err)
-        except SDK_STOP as exc:
-            raise _Bail(exc) from None
+        if isinstance(sent, _Cancelled):
+            self._interrupted(ex)
+        invocation_id = cast(str, sent)
         ex.children.append(invocation_id)
         if discard:
             return success_json(execution_id)

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._errors import WorkflowDefinitionError
+
 if TYPE_CHECKING:
     from .._engine import WorkflowEngine
     from .._workflow import Done, Pending, Workflow
@@ -36,11 +38,14 @@ class SideEffects:
         """The store named by ``DW_SIDE_EFFECTS_DIR``.
 
         Raises:
-            RuntimeError: the variable is not set.
+            WorkflowDefinitionError: the variable is not set.
         """
         directory = os.environ.get(EFFECTS_ENV)
         if not directory:
-            raise RuntimeError(f"{EFFECTS_ENV} is not set: the conformance workflows need it")
+            raise WorkflowDefinitionError(
+                f"{EFFECTS_ENV} is not set: the conformance workflows record their side effects "
+                "in that directory; set it in the process that runs the bodies"
+            )
         return cls(directory)
 
     def _file(self, key: str) -> Path:

@@ -668,9 +668,7 @@ class ConformanceSuite:
         done = await _poll_done(env, gate_wf, execution_id)
         assert done.result() == "0:open"
         if env.live_events:  # the completion cut in: the busy branch was interrupted
-            await eventually(
-                lambda: env.effects.lines(f"{p.run}-hang-0") == ["start", "cancelled"]
-            )
+            await eventually(lambda: env.effects.lines(f"{p.run}-hang-0") == ["start", "cancelled"])
 
     async def test_an_activity_that_cancels_itself_fails_after_its_retries_instead_of_hanging(
         self, env: ConformanceEnv
