@@ -47,13 +47,19 @@ def integration(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the site with mkdocs --strict; ``nox -s docs -- serve`` serves it locally."""
-    # ruff (the lint extra) lets mkdocstrings format the rendered signatures.
-    session.install("-e", ".[docs,lint]")
+    """Build the site with mkdocs --strict and check what it generates; ``nox -s docs -- serve``
+    serves it locally.
+
+    The first build downloads the pinned mermaid with npm (docs/hooks/bundled_mermaid.py).
+    """
+    # ruff (the lint extra) lets mkdocstrings format the rendered signatures; the dev extra
+    # brings pytest for the site checks that need mkdocs (the test lane has no mkdocs).
+    session.install("-e", ".[docs,lint,dev]")
     if session.posargs and session.posargs[0] == "serve":
         session.run("mkdocs", "serve", "--strict", "-a", "127.0.0.1:8000")
     else:
         session.run("mkdocs", "build", "--strict")
+        session.run("pytest", "docs/test_site.py", "-p", "no:cacheprovider")
 
 
 @nox.session

@@ -22,6 +22,13 @@ as site paths.
 
 Decision records get their front matter (status, date, supersedes, superseded_by) checked and
 shown at the top of the page; a record without a valid status fails the strict build.
+
+Review links: with `repo_url` set in mkdocs.yml, every page gets an edit link to its file in
+the repository (`edit_uri` there points at docs/ on the default branch; this hook points the
+pages it publishes from vrs/ and spike/ at their own folders), and each decision record a
+"Comment on this proposal" link that opens a new issue titled with the record's number and
+title. Without `repo_url`, `edit_uri` is dropped, so the site shows neither and the strict
+build does not warn about an edit URL without a repository.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import posixpath
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
@@ -72,8 +80,17 @@ def _walk(base: Path) -> list[Path]:
     return found
 
 
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    if not config.repo_url:
+        # No repository to edit in: no edit links (and no "edit_uri is not a valid URL").
+        config.edit_uri = None
+        config.edit_uri_template = None
+    return config
+
+
 def on_files(files: Files, /, *, config: MkDocsConfig) -> Files:
     root = _root(config)
+    docs_dir = Path(config.docs_dir).resolve().relative_to(root).as_posix()
     wanted: list[Path] = []
     for name in DESIGN_DIRS:
         if (root / name).is_dir():
@@ -86,14 +103,15 @@ def on_files(files: Files, /, *, config: MkDocsConfig) -> Files:
         src_uri = path.relative_to(root).as_posix()
         if files.get_file_from_path(src_uri) is not None:
             raise PluginError(f"{src_uri} exists both in docs/ and at the repository top level")
-        files.append(
-            File(
-                src_uri,
-                src_dir=str(root),
-                dest_dir=config.site_dir,
-                use_directory_urls=config.use_directory_urls,
-            )
+        file = File(
+            src_uri,
+            src_dir=str(root),
+            dest_dir=config.site_dir,
+            use_directory_urls=config.use_directory_urls,
         )
+        # edit_uri is relative to docs/ in the repository; this file is not under docs/.
+        file.edit_uri = posixpath.relpath(src_uri, docs_dir)
+        files.append(file)
     return files
 
 
@@ -135,10 +153,33 @@ def _map_links_into_docs(markdown: str, page: Page, files: Files) -> str:
     return _LINK.sub(replace, markdown)
 
 
+def new_issue_url(repo_url: str, title: str, body: str) -> str:
+    """The address of a new issue in `repo_url`, prefilled with `title` and `body`.
+
+    GitLab takes `issue[title]` under `/-/issues/new`; GitHub, Gitea and Forgejo take `title`
+    and `body` under `/issues/new`.
+    """
+    base = repo_url.rstrip("/")
+    if "gitlab" in urlsplit(base).netloc:
+        query = urlencode({"issue[title]": title, "issue[description]": body}, quote_via=quote)
+        return f"{base}/-/issues/new?{query}"
+    return f"{base}/issues/new?{urlencode({'title': title, 'body': body}, quote_via=quote)}"
+
+
+def _comment_link(repo_url: str, number: str, heading: str, page: Page, status: object) -> str:
+    claim = heading.removeprefix("# ").removeprefix(number).strip()
+    body = (
+        f"On decision record {number} (`{page.file.src_uri}`, status: {status}).\n\n"
+        "The sentence I dispute:\n\n> \n\nWhat evidence would settle it:\n"
+    )
+    return f"[Comment on this proposal]({new_issue_url(repo_url, f'{number}: {claim}', body)})"
+
+
 def on_page_markdown(markdown: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str:
     if page.file.src_uri.split("/", 1)[0] in DESIGN_DIRS:
         markdown = _map_links_into_docs(markdown, page, files)
-    if not _DECISION.match(page.file.src_uri):
+    decision = _DECISION.match(page.file.src_uri)
+    if not decision:
         return markdown
     meta = page.meta
     missing = [f for f in DECISION_FIELDS if f not in meta]
@@ -152,12 +193,14 @@ def on_page_markdown(markdown: str, /, *, page: Page, config: MkDocsConfig, file
         value = meta.get(field)
         if value:
             line += f" · **{field.replace('_', ' ').capitalize()}:** {value}"
-    # Put the status line right under the title.
+    # Put the status line (and the comment link, if there is a repository) under the title.
     lines = markdown.splitlines()
-    for i, text in enumerate(lines):
-        if text.startswith("# "):
-            lines.insert(i + 1, "\n" + line + "\n")
-            break
+    heading = next((i for i, text in enumerate(lines) if text.startswith("# ")), None)
+    if config.repo_url and heading is not None:
+        link = _comment_link(config.repo_url, decision.group(1), lines[heading], page, status)
+        line += f" · {link}"
+    if heading is not None:
+        lines.insert(heading + 1, "\n" + line + "\n")
     else:
         lines.insert(0, line + "\n")
     return "\n".join(lines)
