@@ -41,7 +41,7 @@ def tests(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Everything that needs a real restate-server (fetched once through the harness)."""
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "restate_harness", "fetch")
+    session.run("python", "-m", "restate_harness", "fetch", "--restatectl")  # for the clusters
     session.run("pytest", "-m", "integration", *session.posargs)
 
 

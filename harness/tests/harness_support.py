@@ -20,6 +20,7 @@ from restate_harness import RestateServer
 APPS_DIR = Path(__file__).parent / "apps"
 
 FAKE_SERVER_SCRIPT = '#!/bin/sh\necho "restate-server 1.7.12"\n'
+FAKE_RESTATECTL_SCRIPT = '#!/bin/sh\necho "restatectl 1.7.12 (fake)"\n'
 
 _FAKE_NPM = """#!{python}
 import json, os, shutil, sys, time
@@ -31,26 +32,34 @@ mode = open(os.path.join(state, "mode")).read().strip()
 if mode == "404":
     print(json.dumps({{"error": {{"code": "E404", "summary": "No match found for version"}}}}))
     sys.exit(1)
+name = "restatectl" if "restatectl" in args[1] else "package"
 if args[0] == "view":
-    print(json.dumps(open(os.path.join(state, "integrity")).read().strip()))
+    print(json.dumps(open(os.path.join(state, name + ".integrity")).read().strip()))
     sys.exit(0)
 if args[0] == "pack":
-    time.sleep(float(os.environ.get("FAKE_NPM_PACK_DELAY", "0")))
+    delay = float(os.environ.get("FAKE_NPM_PACK_DELAY", "0"))
+    if "--cache" in args:  # grow the cache the way a real download does
+        cache = args[args.index("--cache") + 1]
+        os.makedirs(cache, exist_ok=True)
+        for i in range(10):
+            with open(os.path.join(cache, "chunk-%d" % i), "wb") as chunk:
+                chunk.write(b"x" * 65536)
+            time.sleep(delay / 10)
     dest = args[args.index("--pack-destination") + 1]
-    shutil.copy(os.path.join(state, "package.tgz"), os.path.join(dest, "fake-1.7.12.tgz"))
+    shutil.copy(os.path.join(state, name + ".tgz"), os.path.join(dest, "fake-1.7.12.tgz"))
     print(json.dumps([{{"filename": "fake-1.7.12.tgz"}}]))
     sys.exit(0)
 sys.exit(2)
 """
 
 
-def make_tarball(binary_script: str) -> bytes:
-    """An npm-style tarball holding `package/bin/restate-server` with the given content."""
+def make_tarball(binary_script: str, binary: str = "restate-server") -> bytes:
+    """An npm-style tarball holding `package/bin/<binary>` with the given content."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name, data, mode in [
             ("package/package.json", b'{"name": "fake", "version": "1.7.12"}', 0o644),
-            ("package/bin/restate-server", binary_script.encode(), 0o755),
+            (f"package/bin/{binary}", binary_script.encode(), 0o755),
         ]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -83,6 +92,7 @@ class FakeNpm:
         npm.chmod(0o755)
         fake = cls(bin_dir, state, root / "cache")
         fake.publish(FAKE_SERVER_SCRIPT)
+        fake.publish_restatectl(FAKE_RESTATECTL_SCRIPT)
         fake.set_mode("ok")
         return fake
 
@@ -90,7 +100,13 @@ class FakeNpm:
         """Serve a tarball holding `binary_script`; `integrity` overrides the published hash."""
         data = make_tarball(binary_script)
         (self.state / "package.tgz").write_bytes(data)
-        (self.state / "integrity").write_text(integrity or sri_sha512(data))
+        (self.state / "package.integrity").write_text(integrity or sri_sha512(data))
+
+    def publish_restatectl(self, binary_script: str) -> None:
+        """Serve the restatectl packages as a tarball holding `binary_script`."""
+        data = make_tarball(binary_script, binary="restatectl")
+        (self.state / "restatectl.tgz").write_bytes(data)
+        (self.state / "restatectl.integrity").write_text(sri_sha512(data))
 
     def set_mode(self, mode: str) -> None:
         """`"ok"`, or `"404"` to answer every command with npm's E404 error."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import subprocess
+import sys
 
 import restate_harness
 from restate_harness import pytest_plugin
 
 PUBLIC = {
     "RestateServer",
+    "RestateCluster",
+    "ClusterNode",
     "ServiceProcess",
     "ServeMode",
     "RestateAdmin",
@@ -24,6 +28,9 @@ PUBLIC = {
     "ensure_server_binary",
     "server_package",
     "default_cache_dir",
+    "RESTATECTL_BIN_ENV",
+    "RestatectlBinary",
+    "ensure_restatectl",
     "HarnessError",
     "BinaryError",
     "UnsupportedPlatformError",
@@ -37,6 +44,8 @@ PUBLIC = {
     "ServiceStartupError",
     "NotRunningError",
     "AdminApiError",
+    "ClusterNotReadyError",
+    "RestatectlError",
 }
 
 
@@ -63,3 +72,20 @@ def test_every_error_derives_from_harness_error() -> None:
 def test_pytest_plugin_is_registered_through_the_entry_point() -> None:
     plugins = importlib.metadata.entry_points(group="pytest11")
     assert any(ep.value == "restate_harness.pytest_plugin" for ep in plugins)
+
+
+def test_without_the_restate_extra_the_import_error_names_the_extra() -> None:
+    # What `python -m restate_harness up` meets after a plain `pip install -e .`.
+    code = (
+        "import sys, runpy\n"
+        "sys.modules['httpx'] = None  # as if it were not installed\n"
+        "sys.argv = ['restate-harness', 'up']\n"
+        "runpy.run_module('restate_harness', run_name='__main__')\n"
+    )
+
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+    assert run.returncode == 1
+    last_line = run.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ImportError: restate_harness needs httpx")
+    assert "pip install 'durable-workflow-spike[restate]'" in last_line

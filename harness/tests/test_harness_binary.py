@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness_support import FAKE_SERVER_SCRIPT, FakeNpm, sri_sha512
+from harness_support import FAKE_RESTATECTL_SCRIPT, FAKE_SERVER_SCRIPT, FakeNpm, sri_sha512
 
 from restate_harness import (
     IntegrityError,
@@ -26,9 +26,11 @@ from restate_harness import (
     PackageNotFoundError,
     UnsupportedPlatformError,
     default_cache_dir,
+    ensure_restatectl,
     ensure_server_binary,
     server_package,
 )
+from restate_harness import _binary as binary_module
 from restate_harness.__main__ import main
 from restate_harness._binary import verify_integrity
 
@@ -249,6 +251,72 @@ def test_cli_fetch_prints_the_binary_path(
 ) -> None:
     assert main(["fetch"]) == 0
     assert capsys.readouterr().out.strip() == str(fake_npm.cache_dir / "1.7.12" / "restate-server")
+
+
+def test_cli_fetch_shows_progress_and_the_size_on_disk(
+    fake_npm: FakeNpm, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_NPM_PACK_DELAY", "1.0")
+    monkeypatch.setattr(binary_module, "_PROGRESS_INTERVAL", 0.2)
+
+    assert main(["fetch"]) == 0
+
+    err = capsys.readouterr().err
+    assert "downloading @restatedev/restate-server-" in err
+    assert "MiB so far" in err, "no progress line while npm was downloading"
+    assert "verifying its sha512" in err
+    assert "restate-server 1.7.12, downloaded: 0.0 MiB on disk" in err
+
+
+def test_cli_fetch_restatectl_prints_both_paths(
+    fake_npm: FakeNpm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", "--restatectl"]) == 0
+
+    version_dir = fake_npm.cache_dir / "1.7.12"
+    out = capsys.readouterr().out.split()
+    assert out == [str(version_dir / "restate-server"), str(version_dir / "restatectl")]
+
+
+# --- restatectl -----------------------------------------------------------------------------
+
+
+def test_restatectl_is_downloaded_verified_and_cached_next_to_the_server(
+    fake_npm: FakeNpm,
+) -> None:
+    server = ensure_server_binary()
+
+    ctl = ensure_restatectl()
+
+    assert (ctl.source, ctl.version) == ("download", "1.7.12")
+    assert ctl.path == server.path.parent / "restatectl"
+    assert ctl.path.read_text() == FAKE_RESTATECTL_SCRIPT
+    assert "pack @restatedev/restatectl-" in "\n".join(fake_npm.calls())
+    assert ensure_restatectl().source == "cache"
+    assert ensure_server_binary().source == "cache", "the server's cache entry is untouched"
+
+
+def test_restatectl_bin_is_used_instead_of_the_cache(
+    fake_npm: FakeNpm, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    own = _script(tmp_path / "my-restatectl", '#!/bin/sh\necho "restatectl 1.7.12 (mine)"\n')
+    monkeypatch.setenv("RESTATECTL_BIN", str(own))
+
+    ctl = ensure_restatectl()
+
+    assert (ctl.path, ctl.source) == (own, "env")
+    assert fake_npm.calls() == []
+
+
+def test_wrong_restatectl_bin_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = _script(tmp_path / "restate-server", FAKE_SERVER_SCRIPT)
+    monkeypatch.setenv("RESTATECTL_BIN", str(server))
+
+    with pytest.raises(InvalidBinaryError, match="not restatectl's answer") as raised:
+        ensure_restatectl()
+    assert "RESTATECTL_BIN" in str(raised.value)
 
 
 # --- the real package -----------------------------------------------------------------------

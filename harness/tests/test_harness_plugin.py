@@ -87,6 +87,31 @@ def test_a_leaked_process_is_killed_and_fails_the_session(tmp_path: Path) -> Non
     assert not log_dir.exists()
 
 
+@pytest.mark.integration
+def test_a_leaked_cluster_is_killed_and_deleted_at_session_end(tmp_path: Path) -> None:
+    command, report = _inner_session(
+        tmp_path,
+        "def test_leaks():\n"
+        "    from restate_harness import RestateCluster\n"
+        "    cluster = RestateCluster(nodes=3).start()\n"
+        "    with open(REPORT + '.tmp', 'w') as f:\n"
+        "        f.write(' '.join(map(str, [*cluster.pids, cluster.base_dir])))\n"
+        "    import os; os.replace(REPORT + '.tmp', REPORT)\n",
+    )
+
+    inner = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+
+    *pids, root = report.read_text().split()
+    assert "1 passed" in inner.stdout, inner.stdout
+    assert inner.returncode == pytest.ExitCode.TESTS_FAILED
+    assert all(f"killed leftover process {pid}" in inner.stdout for pid in pids)
+    assert f"deleted leftover temp dir {root}" in inner.stdout
+    assert not any(pid_alive(int(pid)) for pid in pids)
+    assert not Path(root).exists()
+
+
 def test_sigterm_to_pytest_still_tears_the_fixtures_down(tmp_path: Path) -> None:
     command, report = _inner_session(
         tmp_path,

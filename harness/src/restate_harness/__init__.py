@@ -2,6 +2,8 @@
 
 - `ensure_server_binary` gets the pinned restate-server (npm download, verified, cached).
 - `RestateServer` runs a node on free loopback ports in a temp dir.
+- `RestateCluster` runs N nodes as one cluster (replicated metadata and log), ready once every
+  partition has a leader; its `ClusterNode`s can be killed and restarted one at a time.
 - `ServiceProcess` serves an ASGI app (restate-sdk endpoint) in a child process.
 - `RestateAdmin` / `AsyncRestateAdmin` drive the admin API.
 - The pytest plugin (`restate_harness.pytest_plugin`, auto-loaded) offers fixtures.
@@ -19,16 +21,21 @@ from ._admin import AsyncRestateAdmin, Deployment, InvocationAction, RestateAdmi
 from ._binary import (
     CACHE_ENV,
     RESTATE_SERVER_VERSION,
+    RESTATECTL_BIN_ENV,
     SERVER_BIN_ENV,
     BinarySource,
+    RestatectlBinary,
     ServerBinary,
     default_cache_dir,
+    ensure_restatectl,
     ensure_server_binary,
     server_package,
 )
+from ._cluster import ClusterNode, RestateCluster
 from ._errors import (
     AdminApiError,
     BinaryError,
+    ClusterNotReadyError,
     HarnessError,
     IntegrityError,
     InvalidBinaryError,
@@ -36,6 +43,7 @@ from ._errors import (
     NpmError,
     NpmNotFoundError,
     PackageNotFoundError,
+    RestatectlError,
     ServerStartupError,
     ServiceStartupError,
     StartupError,
@@ -47,6 +55,8 @@ from ._service import ServeMode, ServiceProcess
 __all__ = [
     # processes
     "RestateServer",
+    "RestateCluster",
+    "ClusterNode",
     "ServiceProcess",
     "ServeMode",
     # admin API
@@ -63,6 +73,9 @@ __all__ = [
     "ensure_server_binary",
     "server_package",
     "default_cache_dir",
+    "RESTATECTL_BIN_ENV",
+    "RestatectlBinary",
+    "ensure_restatectl",
     # errors
     "HarnessError",
     "BinaryError",
@@ -77,4 +90,6 @@ __all__ = [
     "ServiceStartupError",
     "NotRunningError",
     "AdminApiError",
+    "ClusterNotReadyError",
+    "RestatectlError",
 ]

@@ -7,7 +7,15 @@ from types import TracebackType
 from typing import Final, Literal, Self, cast
 from urllib.parse import quote
 
-import httpx
+try:
+    import httpx
+except ModuleNotFoundError as exc:  # pragma: no cover (tested in a subprocess)
+    # The harness needs the project's `restate` extra; say so instead of a bare
+    # ModuleNotFoundError (`python -m restate_harness up` after a plain `pip install -e .`).
+    raise ImportError(
+        "restate_harness needs httpx, which the `restate` extra installs: "
+        "pip install 'durable-workflow-spike[restate]'"
+    ) from exc
 
 from ._errors import AdminApiError
 

@@ -1,4 +1,4 @@
-"""Getting a restate-server binary: from RESTATE_SERVER_BIN, the per-user cache, or npm.
+"""Getting restate-server (and restatectl): from an env variable, the per-user cache, or npm.
 
 Restate publishes its native binaries as per-platform npm packages. The first use downloads
 the pinned version with the `npm` client (so the user's registry, proxy and auth settings
@@ -6,6 +6,9 @@ apply), checks its sha512 against the integrity the registry publishes, and extr
 binary into a per-user cache keyed by version. Later uses only check the cached file against
 the sha256 recorded next to it and never call npm. A file lock serialises concurrent
 downloads, and the binary only appears in the cache through an atomic rename.
+
+restatectl (the cluster administration tool, used to read partition leadership, which the
+admin API does not expose) comes the same way, from `@restatedev/restatectl-<platform>`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +44,16 @@ from ._errors import (
 __all__ = [
     "RESTATE_SERVER_VERSION",
     "SERVER_BIN_ENV",
+    "RESTATECTL_BIN_ENV",
     "CACHE_ENV",
     "BinarySource",
     "ServerBinary",
+    "RestatectlBinary",
     "server_package",
     "default_cache_dir",
     "ensure_server_binary",
+    "ensure_restatectl",
+    "size_on_disk",
 ]
 
 RESTATE_SERVER_VERSION: Final = "1.7.12"
@@ -53,15 +62,15 @@ RESTATE_SERVER_VERSION: Final = "1.7.12"
 SERVER_BIN_ENV: Final = "RESTATE_SERVER_BIN"
 """Environment variable naming an existing restate-server binary to use instead of the cache."""
 
+RESTATECTL_BIN_ENV: Final = "RESTATECTL_BIN"
+"""Environment variable naming an existing restatectl binary to use instead of the cache."""
+
 CACHE_ENV: Final = "RESTATE_HARNESS_CACHE"
 """Environment variable overriding the cache root (default `$XDG_CACHE_HOME/restate-harness`)."""
 
 BinarySource = Literal["env", "cache", "download"]
 """Where a `ServerBinary` came from: RESTATE_SERVER_BIN, the cache, or a fresh download."""
 
-_BINARY_NAME: Final = "restate-server"
-_TARBALL_MEMBER: Final = "package/bin/restate-server"
-_METADATA_NAME: Final = "restate-server.json"
 _NPM_VIEW_TIMEOUT: Final = 120.0
 _NPM_PACK_TIMEOUT: Final = 900.0
 _VERSION_TIMEOUT: Final = 30.0
@@ -78,6 +87,28 @@ _PLATFORMS: Final[dict[tuple[str, str], str]] = {
 }
 
 _log = logging.getLogger("restate_harness")
+_PROGRESS_INTERVAL: Final = 2.0  # seconds between two "downloaded so far" lines
+
+
+@dataclass(frozen=True)
+class _Tool:
+    """One of the Restate executables published on npm."""
+
+    name: str  # the executable, also the first word of its `--version` answer
+    package_prefix: str  # the npm package, without the `-<platform>` suffix
+    env: str  # the variable that names an existing binary instead
+
+    @property
+    def tarball_member(self) -> str:
+        return f"package/bin/{self.name}"
+
+    @property
+    def metadata_name(self) -> str:
+        return f"{self.name}.json"
+
+
+_SERVER: Final = _Tool("restate-server", "@restatedev/restate-server", SERVER_BIN_ENV)
+_RESTATECTL: Final = _Tool("restatectl", "@restatedev/restatectl", RESTATECTL_BIN_ENV)
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,21 @@ class ServerBinary:
         path: Absolute path of the executable.
         version: The version it reports, e.g. `"1.7.12"`.
         source: Where it came from: `"env"` (RESTATE_SERVER_BIN), `"cache"` or `"download"`.
+    """
+
+    path: Path
+    version: str
+    source: BinarySource
+
+
+@dataclass(frozen=True)
+class RestatectlBinary:
+    """A restatectl executable (the cluster administration tool) that answered `--version`.
+
+    Attributes:
+        path: Absolute path of the executable.
+        version: The version it reports, e.g. `"1.7.12"`.
+        source: Where it came from: `"env"` (RESTATECTL_BIN), `"cache"` or `"download"`.
     """
 
     path: Path
@@ -108,16 +154,20 @@ def server_package(system: str | None = None, machine: str | None = None) -> str
     Raises:
         UnsupportedPlatformError: Restate publishes no binary for that platform.
     """
+    return _package(_SERVER, system, machine)
+
+
+def _package(tool: _Tool, system: str | None = None, machine: str | None = None) -> str:
     system = (system or platform.system()).lower()
     machine = (machine or platform.machine()).lower()
     suffix = _PLATFORMS.get((system, machine))
     if suffix is None:
         raise UnsupportedPlatformError(
-            f"restate-server is not published for {system}/{machine}; the harness supports "
-            "Linux x64/arm64 and macOS arm64/x64. Build restate-server from source and set "
-            f"{SERVER_BIN_ENV} to its path."
+            f"{tool.name} is not published for {system}/{machine}; the harness supports "
+            f"Linux x64/arm64 and macOS arm64/x64. Build {tool.name} from source and set "
+            f"{tool.env} to its path."
         )
-    return f"@restatedev/restate-server-{suffix}"
+    return f"{tool.package_prefix}-{suffix}"
 
 
 def default_cache_dir() -> Path:
@@ -170,64 +220,103 @@ def ensure_server_binary(
         # 'restate-server'
         ```
     """
-    env_value = os.environ.get(SERVER_BIN_ENV)
-    if env_value:
-        return _binary_from_env(env_value)
+    path, reported, source = _ensure(_SERVER, version, cache_dir, force)
+    return ServerBinary(path, reported, source)
 
-    package = server_package()
+
+def ensure_restatectl(
+    *,
+    version: str = RESTATE_SERVER_VERSION,
+    cache_dir: str | os.PathLike[str] | None = None,
+    force: bool = False,
+) -> RestatectlBinary:
+    """Return a usable restatectl, downloading and caching it on first use (8.6 MB packed).
+
+    The same resolution as `ensure_server_binary`, with `$RESTATECTL_BIN` and the npm package
+    `@restatedev/restatectl-<platform>`, cached next to restate-server.
+
+    Raises:
+        BinaryError: The subclasses `ensure_server_binary` raises, here about restatectl
+            (`InvalidBinaryError` for a wrong RESTATECTL_BIN, `NpmNotFoundError`, ...).
+
+    Example:
+        ```python
+        ensure_restatectl().path.name
+        # 'restatectl'
+        ```
+    """
+    path, reported, source = _ensure(_RESTATECTL, version, cache_dir, force)
+    return RestatectlBinary(path, reported, source)
+
+
+def size_on_disk(path: str | os.PathLike[str]) -> int:
+    """The bytes a file occupies on disk (its allocated blocks, as `du` counts them)."""
+    stat = os.stat(path)
+    blocks = getattr(stat, "st_blocks", None)
+    return blocks * 512 if isinstance(blocks, int) else stat.st_size
+
+
+def _ensure(
+    tool: _Tool, version: str, cache_dir: str | os.PathLike[str] | None, force: bool
+) -> tuple[Path, str, BinarySource]:
+    env_value = os.environ.get(tool.env)
+    if env_value:
+        path, reported = _binary_from_env(tool, env_value)
+        return path, reported, "env"
+
+    package = _package(tool)
     root = Path(cache_dir).expanduser().absolute() if cache_dir else default_cache_dir()
     version_dir = root / version
-    binary = version_dir / _BINARY_NAME
+    binary = version_dir / tool.name
 
-    if not force and _cached_problem(binary, package, version) is None:
-        return ServerBinary(binary, version, "cache")
+    if not force and _cached_problem(tool, binary, package, version) is None:
+        return binary, version, "cache"
 
     version_dir.mkdir(parents=True, exist_ok=True)
     with _file_lock(version_dir / ".lock"):
         if not force:
             # Another process may have completed the download while this one waited.
-            problem = _cached_problem(binary, package, version)
+            problem = _cached_problem(tool, binary, package, version)
             if problem is None:
-                return ServerBinary(binary, version, "cache")
+                return binary, version, "cache"
             if binary.exists():
                 _log.warning("cached %s is unusable (%s); downloading it again", binary, problem)
-        _download(package, version, version_dir)
-    return ServerBinary(binary, version, "download")
+        _download(tool, package, version, version_dir)
+    return binary, version, "download"
 
 
-def _binary_from_env(value: str) -> ServerBinary:
+def _binary_from_env(tool: _Tool, value: str) -> tuple[Path, str]:
     path = Path(value).expanduser().absolute()
     hint = (
-        f"Point {SERVER_BIN_ENV} at a restate-server executable, or unset it to let the harness "
-        f"download restate-server {RESTATE_SERVER_VERSION} with npm."
+        f"Point {tool.env} at a {tool.name} executable, or unset it to let the harness "
+        f"download {tool.name} {RESTATE_SERVER_VERSION} with npm."
     )
     if not path.exists():
-        raise InvalidBinaryError(f"{SERVER_BIN_ENV}={value!r} does not exist. {hint}")
+        raise InvalidBinaryError(f"{tool.env}={value!r} does not exist. {hint}")
     if path.is_dir():
-        raise InvalidBinaryError(f"{SERVER_BIN_ENV}={value!r} is a directory. {hint}")
+        raise InvalidBinaryError(f"{tool.env}={value!r} is a directory. {hint}")
     if not os.access(path, os.X_OK):
-        raise InvalidBinaryError(
-            f"{SERVER_BIN_ENV}={value!r} is not executable (chmod +x it?). {hint}"
-        )
+        raise InvalidBinaryError(f"{tool.env}={value!r} is not executable (chmod +x it?). {hint}")
     try:
-        reported = _probe_version(path)
+        reported = _probe_version(tool, path)
     except _ProbeFailedError as exc:
-        raise InvalidBinaryError(f"{SERVER_BIN_ENV}={value!r}: {exc}. {hint}") from None
+        raise InvalidBinaryError(f"{tool.env}={value!r}: {exc}. {hint}") from None
     if reported != RESTATE_SERVER_VERSION:
         _log.info(
-            "%s is restate-server %s (the harness pins %s)",
-            SERVER_BIN_ENV,
+            "%s is %s %s (the harness pins %s)",
+            tool.env,
+            tool.name,
             reported,
             RESTATE_SERVER_VERSION,
         )
-    return ServerBinary(path, reported, "env")
+    return path, reported
 
 
 class _ProbeFailedError(Exception):
     pass
 
 
-def _probe_version(path: Path) -> str:
+def _probe_version(tool: _Tool, path: Path) -> str:
     """Run `path --version` and return the version it reports."""
     try:
         proc = subprocess.run(
@@ -248,19 +337,19 @@ def _probe_version(path: Path) -> str:
             f"`--version` exited with status {proc.returncode}: {output[-500:]!r}"
         )
     words = output.split()
-    if len(words) < 2 or words[0] != "restate-server":
+    if len(words) < 2 or words[0] != tool.name:
         raise _ProbeFailedError(
-            f"`--version` printed {output[:200]!r}, which is not restate-server's answer"
+            f"`--version` printed {output[:200]!r}, which is not {tool.name}'s answer"
         )
     return words[1]
 
 
-def _cached_problem(binary: Path, package: str, version: str) -> str | None:
+def _cached_problem(tool: _Tool, binary: Path, package: str, version: str) -> str | None:
     """Why the cached binary cannot be used, or None if it can."""
     if not binary.exists():
         return "not cached"
     try:
-        metadata = json.loads((binary.parent / _METADATA_NAME).read_text())
+        metadata = json.loads((binary.parent / tool.metadata_name).read_text())
     except (OSError, ValueError):
         return "its metadata file is missing or unreadable"
     if not isinstance(metadata, dict):
@@ -275,7 +364,7 @@ def _cached_problem(binary: Path, package: str, version: str) -> str | None:
     if actual != recorded.get("sha256"):
         return f"its sha256 {actual} differs from the recorded {recorded.get('sha256')}"
     try:
-        reported = _probe_version(binary)
+        reported = _probe_version(tool, binary)
     except _ProbeFailedError as exc:
         return str(exc)
     if reported != version:
@@ -297,18 +386,20 @@ def _file_lock(path: Path) -> Generator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _find_npm() -> str:
+def _find_npm(tool: _Tool) -> str:
     npm = shutil.which("npm")
     if npm is None:
         raise NpmNotFoundError(
-            "restate-server is downloaded with npm, and `npm` is not on PATH. Install Node.js "
+            f"{tool.name} is downloaded with npm, and `npm` is not on PATH. Install Node.js "
             "(it ships npm), e.g. with your OS package manager, or set "
-            f"{SERVER_BIN_ENV} to the path of a restate-server binary."
+            f"{tool.env} to the path of a {tool.name} binary."
         )
     return npm
 
 
-def _run_npm(npm: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+def _run_npm(
+    tool: _Tool, npm: str, args: list[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
     command = [npm, *args]
     env = dict(os.environ)
     env.setdefault("npm_config_update_notifier", "false")
@@ -328,7 +419,7 @@ def _run_npm(npm: str, args: list[str], timeout: float) -> subprocess.CompletedP
         raise NpmError(
             f"`npm {' '.join(args)}` did not finish in {timeout:.0f} s. Is the registry "
             "reachable? Check `npm config get registry` and your proxy settings, or set "
-            f"{SERVER_BIN_ENV} to an existing restate-server binary.",
+            f"{tool.env} to an existing {tool.name} binary.",
             command=command,
             returncode=None,
             output=_text(exc.stderr)[-2000:],
@@ -350,25 +441,25 @@ def _text(value: str | bytes | None) -> str:
     return value
 
 
-def _published_integrity(npm: str, spec: str) -> str:
+def _published_integrity(tool: _Tool, npm: str, spec: str) -> str:
     args = ["view", spec, "dist.integrity", "--json"]
-    proc = _run_npm(npm, args, _NPM_VIEW_TIMEOUT)
+    proc = _run_npm(tool, npm, args, _NPM_VIEW_TIMEOUT)
     if proc.returncode != 0:
         error_code, summary = _npm_json_error(proc.stdout)
         output = (proc.stdout + proc.stderr)[-2000:]
         if error_code == "E404":
             raise PackageNotFoundError(
-                f"the npm registry has no {spec} ({summary}). Check that this restate-server "
+                f"the npm registry has no {spec} ({summary}). Check that this {tool.name} "
                 "version exists (`npm view "
                 f"{spec.rsplit('@', 1)[0]} versions`) and that npm uses a registry that "
-                f"mirrors it (`npm config get registry`), or set {SERVER_BIN_ENV}.",
+                f"mirrors it (`npm config get registry`), or set {tool.env}.",
                 command=[npm, *args],
                 returncode=proc.returncode,
                 output=output,
             )
         raise NpmError(
             f"`npm view {spec}` failed (exit {proc.returncode}): {summary or output[-500:]}. "
-            f"Check your network and npm registry settings, or set {SERVER_BIN_ENV}.",
+            f"Check your network and npm registry settings, or set {tool.env}.",
             command=[npm, *args],
             returncode=proc.returncode,
             output=output,
@@ -440,16 +531,21 @@ def verify_integrity(tarball: Path, integrity: str) -> None:
         )
 
 
-def _download(package: str, version: str, version_dir: Path) -> None:
+def _download(tool: _Tool, package: str, version: str, version_dir: Path) -> None:
     """Download, verify and install `package@version` into `version_dir` (lock held)."""
-    npm = _find_npm()
+    npm = _find_npm(tool)
     spec = f"{package}@{version}"
     _log.info("downloading %s with npm", spec)
-    integrity = _published_integrity(npm, spec)
+    integrity = _published_integrity(tool, npm, spec)
     workdir = Path(tempfile.mkdtemp(prefix=".download-", dir=version_dir))
     try:
-        args = ["pack", spec, "--pack-destination", str(workdir), "--json"]
-        proc = _run_npm(npm, args, _NPM_PACK_TIMEOUT)
+        # A private npm cache: the only way to watch the download grow (npm prints no
+        # progress when its output is not a terminal). Registry, proxy and auth settings
+        # still come from the user's npm configuration.
+        npm_cache = workdir / "npm-cache"
+        args = ["pack", spec, "--pack-destination", str(workdir), "--cache", str(npm_cache)]
+        with _DownloadProgress(spec, npm_cache):
+            proc = _run_npm(tool, npm, [*args, "--json"], _NPM_PACK_TIMEOUT)
         tarballs = sorted(workdir.glob("*.tgz"))
         if proc.returncode != 0 or len(tarballs) != 1:
             error_code, summary = _npm_json_error(proc.stdout)
@@ -458,49 +554,101 @@ def _download(package: str, version: str, version_dir: Path) -> None:
             raise error_type(
                 f"`npm pack {spec}` failed (exit {proc.returncode}): "
                 f"{summary or output[-500:]}. Check your network and npm registry settings, "
-                f"or set {SERVER_BIN_ENV}.",
+                f"or set {tool.env}.",
                 command=[npm, *args],
                 returncode=proc.returncode,
                 output=output,
             )
+        _log.info("downloaded %s (%s); verifying its sha512", tarballs[0].name, _mb(tarballs[0]))
         verify_integrity(tarballs[0], integrity)
-        staged = workdir / _BINARY_NAME
-        sha256 = _extract_binary(tarballs[0], staged)
+        staged = workdir / tool.name
+        sha256 = _extract_binary(tool, tarballs[0], staged)
         try:
-            reported = _probe_version(staged)
+            reported = _probe_version(tool, staged)
         except _ProbeFailedError as exc:
             raise InvalidBinaryError(
-                f"the restate-server from {spec} does not run on this machine: {exc}"
+                f"the {tool.name} from {spec} does not run on this machine: {exc}"
             ) from None
         if reported != version:
-            raise InvalidBinaryError(f"{spec} holds restate-server {reported}, not {version}")
+            raise InvalidBinaryError(f"{spec} holds {tool.name} {reported}, not {version}")
         metadata = {
             "package": package,
             "version": version,
             "integrity": integrity,
             "sha256": sha256,
         }
-        staged_metadata = workdir / _METADATA_NAME
+        staged_metadata = workdir / tool.metadata_name
         staged_metadata.write_text(json.dumps(metadata, indent=2) + "\n")
         # Binary first: a reader racing past the lock sees either the old pair, or a new binary
         # with old metadata (a mismatch, which sends it to wait on the lock), never a torn file.
-        os.replace(staged, version_dir / _BINARY_NAME)
-        os.replace(staged_metadata, version_dir / _METADATA_NAME)
+        os.replace(staged, version_dir / tool.name)
+        os.replace(staged_metadata, version_dir / tool.metadata_name)
+        _log.info(
+            "installed %s (%s on disk)", version_dir / tool.name, _mb(version_dir / tool.name)
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _extract_binary(tarball: Path, destination: Path) -> str:
-    """Write the tarball's restate-server to `destination` (mode 755); return its sha256."""
+def _mb(path: Path) -> str:
+    return f"{size_on_disk(path) / 2**20:.1f} MiB"
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(directory, name)).st_size
+            except OSError:
+                continue  # npm moves its temp files while we count
+    return total
+
+
+class _DownloadProgress:
+    """Logs how much npm has downloaded so far, every couple of seconds, while it runs."""
+
+    def __init__(self, spec: str, directory: Path) -> None:
+        self._spec = spec
+        self._directory = directory
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="npm-progress", daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        reported = 0
+        while not self._done.wait(_PROGRESS_INTERVAL):
+            size = _tree_size(self._directory)
+            if size > reported:
+                reported = size
+                _log.info(
+                    "downloading %s: %.1f MiB so far (%.0f s)",
+                    self._spec,
+                    size / 2**20,
+                    time.monotonic() - started,
+                )
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _extract_binary(tool: _Tool, tarball: Path, destination: Path) -> str:
+    """Write the tarball's executable to `destination` (mode 755); return its sha256."""
+    member_name = tool.tarball_member
     try:
         with tarfile.open(tarball, "r:gz") as tar:
             try:
-                member = tar.getmember(_TARBALL_MEMBER)
+                member = tar.getmember(member_name)
             except KeyError:
-                raise InvalidBinaryError(f"{tarball.name} has no {_TARBALL_MEMBER}") from None
+                raise InvalidBinaryError(f"{tarball.name} has no {member_name}") from None
             source = tar.extractfile(member) if member.isfile() else None
             if source is None:
-                raise InvalidBinaryError(f"{_TARBALL_MEMBER} in {tarball.name} is not a file")
+                raise InvalidBinaryError(f"{member_name} in {tarball.name} is not a file")
+            _log.info("extracting %s (%.0f MiB)", tool.name, member.size / 2**20)
             digest = hashlib.sha256()
             fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
             with source, os.fdopen(fd, "wb") as out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "ServiceStartupError",
     "NotRunningError",
     "AdminApiError",
+    "ClusterNotReadyError",
+    "RestatectlError",
 ]
 
 
@@ -64,7 +67,7 @@ class IntegrityError(BinaryError):
 
 
 class InvalidBinaryError(BinaryError):
-    """A restate-server binary (from RESTATE_SERVER_BIN or a fresh download) is unusable."""
+    """A restate-server or restatectl binary (from its env variable or a download) is unusable."""
 
 
 class StartupError(HarnessError):
@@ -110,3 +113,35 @@ class AdminApiError(HarnessError):
         self.url = url
         self.status_code = status_code
         self.body = body
+
+
+class ClusterNotReadyError(HarnessError):
+    """A `RestateCluster` did not get an active leader for every partition in time.
+
+    Attributes:
+        waiting_for: What was still missing, e.g. `["partition 0 has no active leader"]`.
+        log_paths: The log file of every node, by node name.
+    """
+
+    def __init__(
+        self, message: str, *, waiting_for: Sequence[str], log_paths: Mapping[str, Path]
+    ) -> None:
+        super().__init__(message)
+        self.waiting_for = list(waiting_for)
+        self.log_paths = dict(log_paths)
+
+
+class RestatectlError(HarnessError):
+    """restatectl could not answer a cluster query through any node.
+
+    Attributes:
+        command: The restatectl arguments (without the node address).
+        failures: The error restatectl reported for each node address it tried.
+    """
+
+    def __init__(
+        self, message: str, *, command: Sequence[str], failures: Mapping[str, str]
+    ) -> None:
+        super().__init__(message)
+        self.command = list(command)
+        self.failures = dict(failures)

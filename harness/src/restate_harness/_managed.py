@@ -8,12 +8,14 @@ stop signal, cleanup).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
+import re
 import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
@@ -21,7 +23,7 @@ from typing import ClassVar, Self
 from . import _process
 from ._errors import HarnessError, NotRunningError, StartupError
 
-__all__ = ["ManagedProcess", "http_status"]
+__all__ = ["ManagedProcess", "http_status", "mentions_port_clash"]
 
 _POLL_INTERVAL = 0.05
 _PORT_CLASH_ATTEMPTS = 3
@@ -39,6 +41,16 @@ def http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
         connection.close()
 
 
+# EADDRINUSE as Python and Go print it ("Address already in use") and as Rust, hence
+# restate-server, does ("Address in use (os error 98)").
+_PORT_CLASH = re.compile(r"address (already )?in use", re.IGNORECASE)
+
+
+def mentions_port_clash(log_tail: str) -> bool:
+    """Whether a startup log says that a port was taken (EADDRINUSE)."""
+    return _PORT_CLASH.search(log_tail) is not None
+
+
 class _PortClashError(Exception):
     """The child could not bind a port that another process took first."""
 
@@ -52,6 +64,8 @@ class ManagedProcess(ABC):
 
     _stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
     _startup_error: ClassVar[type[StartupError]] = StartupError
+    # Names the harness in the line written to the log before each start.
+    _log_label: ClassVar[str] = "restate-harness"
 
     def __init__(self, *, startup_timeout: float, stop_timeout: float) -> None:
         self._startup_timeout = startup_timeout
@@ -138,7 +152,7 @@ class ManagedProcess(ABC):
         log = self._log_file()
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as f:
-            f.write(f"--- restate-harness: starting {self._description} ---\n".encode())
+            f.write(f"--- {self._log_label}: starting {self._description} ---\n".encode())
             self._log_offset = f.tell()
         proc = _process.spawn(argv, env=env, log_path=log, description=self._description, cwd=cwd)
         self._proc = proc
@@ -157,7 +171,7 @@ class ManagedProcess(ABC):
                     log_path=self._log_file(),
                     log_tail=tail,
                 )
-                if first_start and "address already in use" in tail.lower():
+                if first_start and mentions_port_clash(tail):
                     raise _PortClashError(error)
                 raise error
             if self._is_ready():
@@ -267,6 +281,95 @@ class ManagedProcess(ABC):
     async def aclose(self) -> None:
         """`close` for asyncio."""
         await asyncio.to_thread(self.close)
+
+    # --- several at once -------------------------------------------------------------------
+
+    @staticmethod
+    def start_together(processes: Sequence[ManagedProcess]) -> None:
+        """Start several processes at once and wait until every one answers.
+
+        All are spawned before any is waited for, so their startups overlap (the nodes of a
+        cluster need each other to get ready). A port clash is not retried (processes started
+        together usually name each other's ports): its startup error is raised. If one fails,
+        all of them are killed before the error propagates.
+
+        Raises:
+            StartupError: One of them exited, or did not answer within its startup timeout.
+        """
+        launched = ManagedProcess._launch_together(processes)
+        try:
+            ManagedProcess._wait_together(launched)
+        except BaseException:
+            for process in processes:
+                process.kill()
+            raise
+
+    @staticmethod
+    async def astart_together(processes: Sequence[ManagedProcess]) -> None:
+        """`start_together` for asyncio: the waiting runs in a worker thread."""
+        # Spawned on the caller's thread: the parent-death signal is tied to the forking thread.
+        launched = ManagedProcess._launch_together(processes)
+        try:
+            await asyncio.to_thread(ManagedProcess._wait_together, launched)
+        except BaseException:
+            for process in processes:
+                process.kill()
+            raise
+
+    @staticmethod
+    def _launch_together(
+        processes: Sequence[ManagedProcess],
+    ) -> list[tuple[ManagedProcess, subprocess.Popen[bytes]]]:
+        launched: list[tuple[ManagedProcess, subprocess.Popen[bytes]]] = []
+        try:
+            for process in processes:
+                process._begin_start()
+                launched.append((process, process._spawn()))
+        except BaseException:
+            for process, _ in launched:
+                process.kill()
+            raise
+        return launched
+
+    @staticmethod
+    def _wait_together(launched: Sequence[tuple[ManagedProcess, subprocess.Popen[bytes]]]) -> None:
+        for process, proc in launched:
+            process._wait_ready(proc, first_start=False)
+
+    @staticmethod
+    def stop_together(
+        processes: Sequence[ManagedProcess], grace: float | None = None
+    ) -> list[int | None]:
+        """Stop several processes at once: the stop signal to all, then wait for each.
+
+        Args:
+            processes: What to stop; those not running are skipped.
+            grace: Seconds to wait before SIGKILL; default: each one's stop timeout.
+
+        Returns:
+            The exit statuses, in the order given (None for one that was not running).
+        """
+        taken: list[tuple[subprocess.Popen[bytes] | None, float]] = []
+        for process in processes:
+            proc, process._proc = process._proc, None
+            wait = process._stop_timeout if grace is None else grace
+            if proc is not None and proc.poll() is None:
+                # One signal each: a second SIGTERM makes restate-server skip its shutdown.
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(process._stop_signal)
+            taken.append((proc, time.monotonic() + wait))
+        statuses: list[int | None] = []
+        for proc, deadline in taken:
+            if proc is None:
+                statuses.append(None)
+                continue
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _process.kill(proc)
+            _process.reap(proc)
+            statuses.append(proc.returncode)
+        return statuses
 
     def __enter__(self) -> Self:
         try:

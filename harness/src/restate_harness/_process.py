@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 __all__ = [
     "LOOPBACK",
@@ -39,6 +40,7 @@ __all__ = [
     "cleanup_everything",
     "free_ports",
     "read_tail",
+    "interrupt_on_sigterm",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -48,6 +50,7 @@ _children: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
 _temp_dirs: set[Path] = set()
 _handed_out_ports: set[int] = set()
 _atexit_registered = False
+_sigterm_installed = False
 
 
 @dataclass(frozen=True)
@@ -243,3 +246,22 @@ def read_tail(path: Path, max_lines: int = 40, start: int = 0, max_bytes: int = 
         return ""
     lines = data.decode("utf-8", errors="replace").splitlines()
     return "\n".join(lines[-max_lines:])
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt, so pytest tears fixtures down before exiting.
+
+    Only from the main thread, once per process, and only while nobody else handles SIGTERM.
+    """
+    global _sigterm_installed
+    with _lock:
+        if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+            return
+        _sigterm_installed = True
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return  # someone else handles it
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, on_sigterm)

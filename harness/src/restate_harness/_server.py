@@ -69,6 +69,7 @@ class RestateServer(ManagedProcess):
             directory given here is kept.
         ingress_port: The ingress port; default: a free one.
         admin_port: The admin port; default: a free one.
+        node_port: The node-to-node (message fabric) port; default: a free one.
         node_name: The node name (data lands in `<base_dir>/<node_name>/`).
         startup_timeout: Seconds to wait for readiness.
         stop_timeout: Seconds between SIGTERM and SIGKILL in `stop()`.
@@ -92,6 +93,7 @@ class RestateServer(ManagedProcess):
         base_dir: str | os.PathLike[str] | None = None,
         ingress_port: int | None = None,
         admin_port: int | None = None,
+        node_port: int | None = None,
         node_name: str = "harness",
         startup_timeout: float = 30.0,
         stop_timeout: float = 15.0,
@@ -101,7 +103,7 @@ class RestateServer(ManagedProcess):
         self._retries = retries
         self._extra_env = dict(env or {})
         self._base_dir_arg = Path(base_dir) if base_dir is not None else None
-        self._fixed_ports = (ingress_port, admin_port)
+        self._fixed_ports = (ingress_port, admin_port, node_port)
         self._node_name = node_name
         self._binary: ServerBinary | None = None
         self._base_dir: Path | None = None
@@ -126,15 +128,17 @@ class RestateServer(ManagedProcess):
             self._base_dir.mkdir(parents=True, exist_ok=True)
 
     def _allocate_ports(self) -> None:
-        ingress, admin = self._fixed_ports
-        free = iter(_process.free_ports(3 - (ingress is not None) - (admin is not None)))
+        ingress, admin, node = self._fixed_ports
+        free = iter(_process.free_ports(sum(port is None for port in self._fixed_ports)))
         self._ports = (
             ingress if ingress is not None else next(free),
             admin if admin is not None else next(free),
-            next(free),
+            node if node is not None else next(free),
         )
 
     def _reallocate_ports(self) -> bool:
+        if None not in self._fixed_ports:
+            return False  # every port was given: nothing to pick again
         self._allocate_ports()
         return True
 
@@ -192,6 +196,17 @@ class RestateServer(ManagedProcess):
         """The admin API endpoint (stable across restarts)."""
         self._require_prepared()
         return f"http://{_process.LOOPBACK}:{self._ports[1]}"
+
+    @property
+    def node_url(self) -> str:
+        """The node-to-node address (what restatectl and other nodes talk to)."""
+        self._require_prepared()
+        return f"http://{_process.LOOPBACK}:{self._ports[2]}"
+
+    @property
+    def name(self) -> str:
+        """The node name (`RESTATE_NODE_NAME`)."""
+        return self._node_name
 
     @property
     def base_dir(self) -> Path:

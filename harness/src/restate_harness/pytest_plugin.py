@@ -8,6 +8,13 @@ Fixtures:
   restart without disturbing other tests); all are closed when the test ends.
 - `restate_service` (function): serves an ASGI app and registers it (with `restate_server`
   unless told otherwise); stopped when the test ends.
+- `restate_cluster` (module): one 3-node `RestateCluster` (replication 2) shared by the tests
+  of a module, ready (a leader for every partition) before the first one runs.
+- `restate_cluster_factory` (function): starts clusters of its own for one test (to kill and
+  restart nodes without disturbing other tests); all are closed when the test ends.
+
+Every cluster is closed at the end, and any node PID still alive after that is SIGKILLed by
+PID and reported as an error.
 
 Example:
     ```python
@@ -29,15 +36,16 @@ reported as an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import threading
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from types import FrameType
+from pathlib import Path
 
 import pytest
 
 from . import _process
+from ._cluster import RestateCluster
 from ._errors import HarnessError
 from ._server import RestateServer
 from ._service import ServeMode, ServiceProcess
@@ -45,9 +53,12 @@ from ._service import ServeMode, ServiceProcess
 __all__ = [
     "RestateServerFactory",
     "RestateServiceFactory",
+    "RestateClusterFactory",
     "restate_server",
     "restate_server_factory",
     "restate_service",
+    "restate_cluster",
+    "restate_cluster_factory",
 ]
 
 
@@ -126,6 +137,90 @@ class RestateServiceFactory:
         _close_all(self._services)
 
 
+class RestateClusterFactory:
+    """Starts `RestateCluster`s for one test and closes them all at its end."""
+
+    def __init__(self, *, forced_replay: bool = False, retries: bool = True) -> None:
+        self._clusters: list[RestateCluster] = []
+        self._forced_replay = forced_replay
+        self._retries = retries
+
+    @property
+    def clusters(self) -> list[RestateCluster]:
+        """The clusters made so far, in order."""
+        return list(self._clusters)
+
+    def __call__(
+        self,
+        *,
+        nodes: int = 3,
+        replication: int = 2,
+        partitions: int = 1,
+        env: Mapping[str, str] | None = None,
+    ) -> RestateCluster:
+        """Start a cluster (see `RestateCluster`) and return it once every partition has a
+        leader; forced replay and retries follow the `--restate-*` options."""
+        cluster = RestateCluster(
+            nodes=nodes,
+            replication=replication,
+            partitions=partitions,
+            forced_replay=self._forced_replay,
+            retries=self._retries,
+            env=env,
+        )
+        self._clusters.append(cluster)
+        return cluster.start()
+
+    def close(self) -> None:
+        """Close every cluster, the last one first, and kill any node left running."""
+        errors: list[BaseException] = []
+        for cluster in reversed(self._clusters):
+            try:
+                _close_cluster(cluster)
+            except BaseException as exc:  # keep closing the others, then re-raise
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether a process with this PID exists and is not a zombie."""
+    proc = Path("/proc")
+    if (proc / "self").exists():
+        try:
+            return "\nState:\tZ" not in (proc / str(pid) / "status").read_text()
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _close_cluster(cluster: RestateCluster) -> None:
+    """Close `cluster`, then SIGKILL by PID any of its node processes still alive.
+
+    Raises:
+        HarnessError: Some node outlived `close()` (it has been killed by then).
+    """
+    pids = cluster.pids
+    try:
+        cluster.close()
+    finally:
+        left = [pid for pid in pids if _pid_running(pid)]
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    if left:
+        raise HarnessError(
+            f"nodes of cluster {cluster.name} were still running after close(): PIDs {left}; "
+            "they have been killed (SIGKILL)"
+        )
+
+
 def _close_all(processes: Sequence[RestateServer | ServiceProcess]) -> None:
     errors: list[BaseException] = []
     for process in reversed(processes):
@@ -135,26 +230,6 @@ def _close_all(processes: Sequence[RestateServer | ServiceProcess]) -> None:
             errors.append(exc)
     if errors:
         raise errors[0]
-
-
-_sigterm_lock = threading.Lock()
-_sigterm_installed = False
-
-
-def _interrupt_on_sigterm() -> None:
-    """Make SIGTERM raise KeyboardInterrupt, so pytest tears fixtures down before exiting."""
-    global _sigterm_installed
-    with _sigterm_lock:
-        if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-            return
-        _sigterm_installed = True
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return  # someone else handles it
-
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -177,7 +252,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def restate_server(request: pytest.FixtureRequest) -> Iterator[RestateServer]:
     """A restate-server shared by the whole session, stopped (data deleted) at its end."""
-    _interrupt_on_sigterm()
+    _process.interrupt_on_sigterm()
     server = RestateServer(
         forced_replay=bool(request.config.getoption("--restate-forced-replay")),
         retries=not request.config.getoption("--restate-no-retries"),
@@ -189,8 +264,44 @@ def restate_server(request: pytest.FixtureRequest) -> Iterator[RestateServer]:
 @pytest.fixture
 def restate_server_factory() -> Iterator[RestateServerFactory]:
     """Start extra servers for this test: `restate_server_factory(forced_replay=True)`."""
-    _interrupt_on_sigterm()
+    _process.interrupt_on_sigterm()
     factory = RestateServerFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+def _cluster_options(config: pytest.Config) -> tuple[bool, bool]:
+    return (
+        bool(config.getoption("--restate-forced-replay")),
+        not config.getoption("--restate-no-retries"),
+    )
+
+
+@pytest.fixture(scope="module")
+def restate_cluster(request: pytest.FixtureRequest) -> Iterator[RestateCluster]:
+    """A 3-node cluster (replication 2, one partition) shared by the tests of one module.
+
+    Ready (every partition has an active leader) before the first test runs; closed, base
+    dirs deleted, after the last. A test that kills or stops nodes should use
+    `restate_cluster_factory` instead, so that it does not disturb its neighbours.
+    """
+    _process.interrupt_on_sigterm()
+    forced_replay, retries = _cluster_options(request.config)
+    cluster = RestateCluster(forced_replay=forced_replay, retries=retries)
+    try:
+        yield cluster.start()
+    finally:
+        _close_cluster(cluster)
+
+
+@pytest.fixture
+def restate_cluster_factory(request: pytest.FixtureRequest) -> Iterator[RestateClusterFactory]:
+    """Start clusters for this test: `restate_cluster_factory(nodes=3, replication=2)`."""
+    _process.interrupt_on_sigterm()
+    forced_replay, retries = _cluster_options(request.config)
+    factory = RestateClusterFactory(forced_replay=forced_replay, retries=retries)
     try:
         yield factory
     finally:
@@ -204,7 +315,7 @@ def restate_service(request: pytest.FixtureRequest) -> Iterator[RestateServiceFa
     Registers with the session's `restate_server` (started on first use) unless a `server`
     is passed.
     """
-    _interrupt_on_sigterm()
+    _process.interrupt_on_sigterm()
 
     def session_server() -> RestateServer:
         server = request.getfixturevalue("restate_server")
@@ -240,6 +351,10 @@ def _log_tails(item: pytest.Item) -> Iterator[tuple[str, str]]:
             processes.extend(value.servers)
         elif isinstance(value, RestateServiceFactory):
             processes.extend(value.services)
+        elif isinstance(value, RestateCluster):
+            processes.extend(value.nodes)
+        elif isinstance(value, RestateClusterFactory):
+            processes.extend(node for cluster in value.clusters for node in cluster.nodes)
     for process in processes:
         try:
             yield f"log of {type(process).__name__} ({process.log_path})", process.log_tail()
