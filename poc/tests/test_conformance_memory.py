@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from durable_workflow import InMemoryEngine, VirtualClock
 from durable_workflow.testing import EFFECTS_ENV, ConformanceSuite, SideEffects
-from durable_workflow.testing.workflows import ALL_WORKFLOWS
+from durable_workflow.testing.workflows import ALL_WORKFLOWS, use_patched_bodies
 
 
 @dataclass
@@ -26,14 +27,19 @@ class MemoryEnv:
         # Every wait suspends and every wake-up replays the body: nothing to force.
         await self.engine.settle()
 
+    async def deploy_patched_bodies(self) -> None:
+        # In place: the next run of a body (a replay included) runs the patched code.
+        use_patched_bodies()
+
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemoryEnv:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryEnv]:
     monkeypatch.setenv(EFFECTS_ENV, str(tmp_path / "effects"))
     engine = InMemoryEngine(clock=VirtualClock())
     for workflow in ALL_WORKFLOWS:
         engine.register(workflow)
-    return MemoryEnv(engine, SideEffects(tmp_path / "effects"))
+    yield MemoryEnv(engine, SideEffects(tmp_path / "effects"))
+    use_patched_bodies(False)  # the workflows are module-level: leave them as found
 
 
 class TestInMemoryEngine(ConformanceSuite):

@@ -14,8 +14,11 @@ EXPECTED = {
     "add_finalizer", "TypedError",
     # determinism and context
     "now", "random", "uuid4", "current_attempt", "current_execution", "ExecutionInfo",
+    # upgrading bodies in place
+    "patched", "deprecate_patch",
     # outcomes
     "Exit", "Success", "Failure", "Pending", "Done", "PollResult", "PollStatus",
+    "ExecutionSummary", "ExecutionStatus",
     # tracing
     "enable_tracing", "disable_tracing", "SpanIdGenerator",
     # secrets
@@ -31,9 +34,13 @@ EXPECTED = {
     "MalformedToken", "UnknownToken", "NondeterminismError", "DuplicateStepName",
     "EngineUnavailable", "WorkerUnreachable", "OutsideWorkflow", "Defect", "Interrupted",
     "InterruptSignal", "SecretKeyError", "SecretKeyMissing", "SecretKeyInvalid",
+    "DeploymentChanged", "DeploymentInUse", "DeploymentNotFound",
 }  # fmt: skip
 
-TYPE_ALIASES = {"Json", "EncodedExit", "EncodedPoll", "Exit", "PollResult", "PollStatus"}
+TYPE_ALIASES = {
+    "Json", "EncodedExit", "EncodedPoll", "Exit", "PollResult", "PollStatus", "ExecutionStatus",
+    "EncodedExecution",
+}  # fmt: skip
 
 
 def test_exports_are_exactly_the_pinned_names() -> None:
@@ -76,7 +83,7 @@ ENGINE_EXPECTED = {
     # the contract
     "WorkflowEngine", "EngineBase", "OPERATIONS", "check_engine", "WorkflowRegistry",
     "RegisteredWorkflow", "Execution", "ActivityInvocation", "Group", "Participant",
-    "ParkRequest", "EncodedPoll", "PollStatus",
+    "ParkRequest", "EncodedPoll", "PollStatus", "EncodedExecution", "ExecutionStatus",
     # encoded values
     "Json", "JsonObject", "EncodedExit", "success_json", "defect_json", "interrupted_json",
     "nondeterminism_json", "is_nondeterminism", "NONDETERMINISM", "exit_tag",
@@ -85,9 +92,11 @@ ENGINE_EXPECTED = {
     # running activities elsewhere
     "run_activity", "ExecutionInfo",
     # what engines raise
-    "InterruptSignal", "ExecutionNotFound", "ExecutionParked", "WorkflowNotRegistered",
+    "WorkflowError", "InterruptSignal", "ExecutionNotFound", "ExecutionParked",
+    "WorkflowNotRegistered",
     "EngineUnavailable", "WorkerUnreachable", "TokenError", "MalformedToken", "UnknownToken",
-    "PayloadInvalid", "EngineDefinitionError",
+    "PayloadInvalid", "EngineDefinitionError", "DeploymentChanged", "DeploymentInUse",
+    "DeploymentNotFound",
 }  # fmt: skip
 
 
@@ -115,3 +124,15 @@ def test_engines_import_only_the_public_interface_of_the_portable_layer() -> Non
                 elif module.startswith("durable_workflow.") and module != "durable_workflow.engine":
                     offenders.append(f"{sub}/{path.name}: from {module}")
     assert offenders == []
+
+
+def test_the_wheel_installs_only_the_library_and_the_harness_as_top_level_packages() -> None:
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    build = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    top_level = {Path(p).name for p in build["targets"]["wheel"]["packages"]}
+    # No generic names (bench, order_poc) in site-packages: those stay in the repository.
+    assert top_level == {"durable_workflow", "restate_harness", "temporal_harness"}
+    assert {"poc/src", "."} <= set(build["dev-mode-dirs"])  # still importable from a checkout

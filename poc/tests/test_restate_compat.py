@@ -71,3 +71,37 @@ def test_no_other_module_of_the_engine_touches_an_sdk_internal() -> None:
         if internal.search(line)
     ]
     assert offenders == []
+
+
+def test_the_sdk_dispatches_each_signal_to_a_list_of_shutdown_hooks() -> None:
+    # _compat.on_signal adds the worker command's hook to this list; the ASGI app adds its own
+    # on its first request (instead of replacing the server's handler, as it would otherwise).
+    import restate.server
+
+    assert list(inspect.signature(restate.server.install_shutdown_hook).parameters) == [
+        "loop",
+        "hook",
+        "signum",
+    ]
+    assert "install_shutdown_hook(loop, _on_sigterm, signal.SIGTERM)" in inspect.getsource(
+        restate.server.asgi_app
+    )
+
+
+def test_a_durable_future_can_be_read_again_through_its_context_and_handle() -> None:
+    from restate.server_context import ServerDurableFuture
+
+    init = inspect.signature(ServerDurableFuture.__init__).parameters
+    assert list(init)[:3] == ["self", "context", "handle"]
+    create = inspect.signature(ServerInvocationContext.create_future).parameters
+    assert list(create)[:3] == ["self", "handle", "serde"]
+
+    class Context:
+        def create_future(self, handle: int, serde: object) -> tuple[int, object]:
+            return (handle, serde)
+
+    class Future:
+        context = Context()
+        handle = 7
+
+    assert _compat.reread(Future(), "serde") == (7, "serde")  # type: ignore[arg-type, comparison-overlap]

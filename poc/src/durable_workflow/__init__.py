@@ -20,9 +20,12 @@ from ._context import (
     uuid4,
 )
 from ._deferred import DeferredWait, DurableDeferred
-from ._engine import PollStatus, WorkflowEngine, current_engine, use_engine
+from ._engine import ExecutionStatus, PollStatus, WorkflowEngine, current_engine, use_engine
 from ._errors import (
     Defect,
+    DeploymentChanged,
+    DeploymentInUse,
+    DeploymentNotFound,
     DuplicateStepName,
     EngineDefinitionError,
     EngineUnavailable,
@@ -44,6 +47,7 @@ from ._errors import (
 from ._exit import Exit, Failure, Success
 from ._group import RaceResult, all_of, all_settled, race_all
 from ._memory import Clock, InMemoryEngine, JournalEntry, RealClock, VirtualClock
+from ._patch import deprecate_patch, patched
 from ._secrets import (
     SecretKeyError,
     SecretKeyInvalid,
@@ -55,7 +59,7 @@ from ._step import Step
 from ._tokens import decode_token, encode_token
 from ._tracing import SpanIdGenerator, disable_tracing, enable_tracing
 from ._typed_error import TypedError
-from ._workflow import Done, Pending, PollResult, Workflow
+from ._workflow import Done, ExecutionSummary, Pending, PollResult, Workflow
 
 __all__ = [
     # authoring
@@ -82,6 +86,9 @@ __all__ = [
     "current_attempt",
     "current_execution",
     "ExecutionInfo",
+    # upgrading bodies in place
+    "patched",
+    "deprecate_patch",
     # outcomes
     "Exit",
     "Success",
@@ -90,6 +97,8 @@ __all__ = [
     "Done",
     "PollResult",
     "PollStatus",
+    "ExecutionSummary",
+    "ExecutionStatus",
     # tracing
     "enable_tracing",
     "disable_tracing",
@@ -123,6 +132,9 @@ __all__ = [
     "DuplicateStepName",
     "EngineUnavailable",
     "WorkerUnreachable",
+    "DeploymentChanged",
+    "DeploymentInUse",
+    "DeploymentNotFound",
     "EngineDefinitionError",
     "ExecutionParked",
     "OutsideWorkflow",

@@ -10,10 +10,19 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 from ._codec import Codec, Json
-from ._context import ExecutionInfo, RunState, activity_scope, in_branch
+from ._context import (
+    SCOPE,
+    ExecutionInfo,
+    InActivity,
+    RunState,
+    current_run,
+    in_branch,
+    run_state,
+    scoped,
+)
 from ._engine import ActivityInvocation, ParkRequest
 from ._errors import WorkflowDefinitionError
 from ._exit import (
@@ -23,7 +32,6 @@ from ._exit import (
     exception_to_exit_json,
     exit_tag,
     interrupted_json,
-    success_json,
 )
 from ._step import Step
 from ._tracing import set_outcome
@@ -138,6 +146,7 @@ class Activity(Generic[P, R]):
         self.activity_type = self.name
         """The registered name: what an engine running the work elsewhere looks it up by."""
         self._arguments: _Arguments | None = None
+        self._twins: dict[str, Activity[P, R]] = {}
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
         _register_type(self)
 
@@ -162,16 +171,22 @@ class Activity(Generic[P, R]):
         Temporal activity worker; see `durable_workflow.engine.run_activity`)."""
         args, kwargs = self._argument_codec().decode(arguments)
         call = ActivityCall(self, functools.partial(self.fn, *args, **kwargs), args, kwargs)
-        key = (info.workflow, info.execution_id, self.name, info.attempt or 1)
-        return await call._work_once(info, _Work(key), own_task=False)  # pyright: ignore[reportPrivateUsage]
+        return await call._work_once(  # pyright: ignore[reportPrivateUsage]
+            info.workflow, info.execution_id, self.name, info.attempt or 1, None
+        )
 
     def named(self, name: str) -> Activity[P, R]:
         """The same work under another journal name (for calls in a loop).
 
         Cheap: the codec and everything else is shared with this activity.
         """
+        twins = self._twins
+        twin = twins.get(name)
+        if twin is not None:
+            return twin
         twin = copy.copy(self)
         twin.name = name
+        twins[name] = twin
         return twin
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> ActivityCall[R]:
@@ -229,13 +244,24 @@ def _register_type(act: Activity[Any, Any]) -> None:
         defined.append(act)
 
 
-def activity_type_named(name: str) -> Activity[Any, Any]:
+def _where(act: Activity[Any, Any]) -> str:
+    return f"{act.fn.__module__}.{act.fn.__qualname__}"
+
+
+def activity_type_named(name: str, where: str | None = None) -> Activity[Any, Any]:
     """The activity defined in this process under ``name`` (its registered name).
+
+    Args:
+        name: The registered name (`ActivityInvocation.activity_type`).
+        where: The defining function's ``module.qualname`` (`ActivityInvocation.where`), which
+            tells apart activities of the same name defined in different modules.
 
     Raises:
         WorkflowDefinitionError: none, or several different ones, are defined under that name.
     """
     defined = _TYPES.get(name, [])
+    if len(defined) > 1 and where is not None:
+        defined = [a for a in defined if _where(a) == where] or defined
     if len(defined) == 1:
         return defined[0]
     if not defined:
@@ -243,9 +269,9 @@ def activity_type_named(name: str) -> Activity[Any, Any]:
             f"no activity named {name!r} is defined in this process: import the module that "
             "defines it in the worker"
         )
-    where = ", ".join(f"{a.fn.__module__}.{a.fn.__qualname__}" for a in defined)
+    places = ", ".join(_where(a) for a in defined)
     raise WorkflowDefinitionError(
-        f"several activities are named {name!r} ({where}): give them distinct names "
+        f"several activities are named {name!r} ({places}): give them distinct names "
         "(Activity(fn, name=...)) so a worker can tell them apart"
     )
 
@@ -300,39 +326,63 @@ class _Work:
             other._stop()
 
 
-class _Attempt:
-    """One attempt as handed to the engine; its `_Work` exists only once it really runs."""
+class _Attempt(ActivityInvocation):
+    """One attempt as handed to the engine; its `_Work` exists only if it runs in a Task of its
+    own (a group's branch, which can be interrupted on its own)."""
 
-    __slots__ = ("attempt", "call", "name", "own_task", "state", "stopped", "work")
+    __slots__ = ("call", "own_task", "remote", "state", "stopped", "work")
 
     def __init__(
         self, call: ActivityCall[Any], state: RunState, name: str, attempt: int, own_task: bool
     ) -> None:
-        self.call = call
-        self.state = state
+        # The base class's fields, set here directly: this runs once per attempt.
         self.name = name
         self.attempt = attempt
+        self.activity_type = call.activity.activity_type
+        self.call = call
+        self.state = state
         self.own_task = own_task
         self.work: _Work | None = None
         self.stopped = False
+        self.remote = False
 
     def _key(self) -> _WorkKey:
         execution = self.state.execution
         return (execution.workflow_name, execution.execution_id, self.name, self.attempt)
 
     def run(self) -> Awaitable[EncodedExit]:
-        self.work = _Work(self._key())
-        if self.stopped:
-            self.work.interrupt()
-        return self.call._attempt(self.state, self.attempt, self.work, self.own_task)  # pyright: ignore[reportPrivateUsage]
+        if self.own_task:
+            self.work = _Work(self._key())
+            if self.stopped:
+                self.work.interrupt()
+        state = self.state
+        if state.trace is None and not state.suspend_on_failure:  # the common case, direct
+            execution = state.execution
+            return self.call._work_once(  # pyright: ignore[reportPrivateUsage]
+                execution.workflow_name,
+                execution.execution_id,
+                self.name,
+                self.attempt,
+                self.work,
+            )
+        return self.call._attempt(self)  # pyright: ignore[reportPrivateUsage]
+
+    def arguments(self) -> Json:
+        return self.call.encode_arguments()
+
+    @property
+    def where(self) -> str:
+        return _where(self.call.activity)
 
     def finish(self, exit: EncodedExit) -> EncodedExit:
+        # Only an engine that ran the work elsewhere calls this (see ActivityInvocation).
+        self.remote = True
         return self.call.finish(self.state, self.attempt, exit)
 
     def ends(self, exit: EncodedExit) -> bool:
         retry = self.call.activity.retry
         return (
-            exit_tag(exit) == "Success"
+            exit.get("_tag") == "Success"
             or self.attempt >= retry.max_attempts
             or not retry.retries(exit, self.call.activity.errors)
         )
@@ -358,29 +408,33 @@ class ActivityCall(Step[R]):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(activity.name)
+        self.name = activity.name
+        self._compensation = None
         self.activity = activity
         self._work = work
         self._args = args
         self._kwargs = kwargs or {}
+        self._live: tuple[EncodedExit, Any] | None = None
 
     def encode_arguments(self) -> Json:
         """The call's arguments as `Json` (for engines that run the work elsewhere)."""
         return self.activity.encode_arguments(self._args, self._kwargs)
 
-    async def _attempt(
-        self, state: RunState, attempt: int, work: _Work, own_task: bool
-    ) -> EncodedExit:
-        info = ExecutionInfo(state.execution.workflow_name, state.execution.execution_id, attempt)
+    async def _attempt(self, pending: _Attempt) -> EncodedExit:
+        state = pending.state
+        execution = state.execution
         trace = state.trace
+        work = (execution.workflow_name, execution.execution_id, pending.name, pending.attempt)
         if trace is None:
-            exit = await self._work_once(info, work, own_task)
+            exit = await self._work_once(*work, pending.work)
         else:
-            attributes = {"activity.name": work.key[2], "activity.attempt": attempt}
-            with trace.step(f"activity {work.key[2]}", attributes) as span:
-                exit = await self._work_once(info, work, own_task)
+            attributes = {"activity.name": pending.name, "activity.attempt": pending.attempt}
+            with trace.step(f"activity {pending.name}", attributes) as span:
+                exit = await self._work_once(*work, pending.work)
                 set_outcome(span, exit)
-        return self.finish(state, attempt, exit)
+        if state.suspend_on_failure:
+            return self.finish(state, pending.attempt, exit)
+        return exit
 
     def finish(self, state: RunState, attempt: int, exit: EncodedExit) -> EncodedExit:
         """Apply suspend-on-failure to an attempt's exit: raise `ParkRequest` when this was
@@ -388,71 +442,110 @@ class ActivityCall(Step[R]):
         act = self.activity
         if (
             state.suspend_on_failure
-            and exit_tag(exit) != "Success"
+            and exit.get("_tag") != "Success"
             and (attempt >= act.retry.max_attempts or not act.retry.retries(exit, act.errors))
         ):
             raise ParkRequest(exit)
         return exit
 
-    async def _work_once(self, info: ExecutionInfo, work: _Work, own_task: bool) -> EncodedExit:
+    async def _work_once(
+        self, workflow: str, execution_id: str, name: str, attempt: int, work: _Work | None
+    ) -> EncodedExit:
         act = self.activity
-        with activity_scope(info):
-            try:
-                if act._is_async:  # pyright: ignore[reportPrivateUsage]
-                    running = cast(Awaitable[Any], self._work())
-                else:
-                    running = asyncio.to_thread(self._work)
-                # Only a group's branch can be interrupted on its own (a loser), and only then
-                # does the work need a Task of its own; elsewhere it runs inline.
-                value = await (work.start(running) if own_task else running)
-                exit = success_json(act.codec.encode(value))
-            except asyncio.CancelledError:
-                if _cancelling():
-                    raise  # the engine is stopping this run: not the work's outcome
-                if work.interrupted:
-                    exit = interrupted_json()
-                else:
-                    # The work cancelled itself (or something it awaited was cancelled): a
-                    # failure of this attempt, retried under the policy, never a silent hang.
-                    exit = defect_json(
-                        "asyncio.CancelledError",
-                        f"the work of activity {work.key[2]!r} was cancelled (attempt "
-                        f"{info.attempt}); it raised CancelledError without being interrupted",
-                    )
-            except Exception as exc:
-                exit = exception_to_exit_json(exc, act.errors)
+        token = SCOPE.set(InActivity(workflow, execution_id, attempt))
+        try:
+            if act._is_async:  # pyright: ignore[reportPrivateUsage]
+                running: Awaitable[Any] = self._work()
+            else:
+                running = asyncio.to_thread(self._work)
+            # Only a group's branch can be interrupted on its own (a loser), and only then
+            # does the work need a Task of its own; elsewhere it runs inline.
+            value = await (work.start(running) if work is not None else running)
+            exit: EncodedExit = {"_tag": "Success", "value": act.codec.encode(value)}
+            # The value itself, for decoding this very exit (what a replay decodes from JSON).
+            self._live = (exit, value)
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise  # the engine is stopping this run: not the work's outcome
+            if work is not None and work.interrupted:
+                exit = interrupted_json()
+            else:
+                # The work cancelled itself (or something it awaited was cancelled): a failure
+                # of this attempt, retried under the policy, never a silent hang.
+                exit = defect_json(
+                    "asyncio.CancelledError",
+                    f"the work of activity {name!r} was cancelled (attempt {attempt}); it "
+                    "raised CancelledError without being interrupted",
+                )
+        except Exception as exc:
+            exit = exception_to_exit_json(exc, act.errors)
+        finally:
+            try:  # noqa: SIM105 (no context manager here: this path is hot)
+                SCOPE.reset(token)
+            except ValueError:
+                pass  # closed from another context
         return exit
 
     async def run_encoded(self, state: RunState, name: str) -> EncodedExit:
         act = self.activity
+        retry = act.retry
+        engine = state.engine
+        execution = state.execution
         own_task = in_branch()
+        trace = state.trace
         attempt = 1
         while True:
             # Cheap on a replay, where the engine returns the journaled exit and never runs it.
             pending = _Attempt(self, state, name, attempt, own_task)
-            invocation = ActivityInvocation(
-                name=name,
-                attempt=attempt,
-                run=pending.run,
-                interrupt=pending.interrupt,
-                activity_type=act.activity_type,
-                arguments=self.encode_arguments,
-                finish=pending.finish,
-                ends=pending.ends,
-            )
-            exit = await state.engine.activity_execute(state.execution, invocation)
+            if trace is not None:
+                trace.mark(f"activity:{name}#{attempt}")
+            exit = await engine.activity_execute(execution, pending)
+            if trace is not None:
+                # An attempt whose work ran in this layer was traced around the work (here or in
+                # the process that ran it); one an engine ran elsewhere (a Temporal activity
+                # worker, which hands the exit back through `finish`) is traced here, once.
+                trace.emit(
+                    f"activity {name}",
+                    {"activity.name": name, "activity.attempt": attempt},
+                    step=f"activity:{name}#{attempt}",
+                    exit=exit,
+                    replayed=not pending.remote or engine.is_replaying(execution),
+                )
             if (
-                exit_tag(exit) == "Success"
-                or attempt >= act.retry.max_attempts
-                or not act.retry.retries(exit, act.errors)
+                exit.get("_tag") == "Success"
+                or attempt >= retry.max_attempts
+                or not retry.retries(exit, act.errors)
             ):
                 return exit
             attempt += 1
-            wait = act.retry.delay_before(attempt)
+            wait = retry.delay_before(attempt)
             if wait > timedelta(0):
-                await state.engine.sleep(state.execution, f"{name}/retry-{attempt}", wait)
+                await engine.sleep(execution, f"{name}/retry-{attempt}", wait)
+
+    async def _await(self) -> R:
+        # Step._await, inlined for the most frequent step (one activity call, awaited), with
+        # run_encoded inlined too when there is a single attempt and nothing to trace.
+        state = current_run()
+        if state is None:
+            state = run_state(f"activity {self.name!r}")
+        name = scoped(self.name)
+        state.claim("activity", name)
+        act = self.activity
+        if act.retry.max_attempts == 1 and state.trace is None:
+            pending = _Attempt(self, state, name, 1, in_branch())
+            exit = await state.engine.activity_execute(state.execution, pending)
+        else:
+            exit = await self.run_encoded(state, name)
+        if self._compensation is None:
+            return self.decode(exit)
+        return self.settle(state, exit)
 
     def decode(self, exit: EncodedExit) -> R:
+        live = self._live
+        if live is not None and live[0] is exit:
+            return live[1]  # pyright: ignore[reportReturnType]
+        if exit.get("_tag") == "Success":
+            return self.activity.codec.decode(exit.get("value"))
         return decode_exit(exit, self.activity.codec, self.activity.errors).result()
 
 

@@ -7,6 +7,7 @@ offending field named, and not deep inside a run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 import pydantic
@@ -68,7 +69,7 @@ class Codec(Generic[T]):
         WorkflowDefinitionError: ``tp`` (or a field inside it) cannot be encoded as JSON.
     """
 
-    __slots__ = ("_adapter", "has_secrets", "tp", "what")
+    __slots__ = ("_adapter", "_dump", "_validate", "has_secrets", "tp", "what")
 
     def __init__(self, tp: Any, what: str) -> None:
         self.tp = tp
@@ -84,6 +85,10 @@ class Codec(Generic[T]):
         if problem is not None:
             raise WorkflowDefinitionError(f"{what}: field {problem} cannot be encoded as JSON")
         self.has_secrets = schema_has_secret(self._adapter.json_schema(mode="serialization"))
+        # pydantic-core's own validator and serializer: the TypeAdapter methods wrap them in
+        # more Python than the work itself costs for small values (measured: 0.3 us of 0.4).
+        self._validate: Callable[[Any], Any] = self._adapter.validator.validate_python
+        self._dump: Callable[..., Any] = self._adapter.serializer.to_python
 
     def validate(self, value: object) -> T:
         """Validate (and coerce) a value of the declared type.
@@ -92,7 +97,7 @@ class Codec(Generic[T]):
             PayloadInvalid: the value does not match the declared type; the error names the field.
         """
         try:
-            return self._adapter.validate_python(value)
+            return self._validate(value)  # pyright: ignore[reportReturnType]
         except ValidationError as exc:
             raise PayloadInvalid(self.what, validation_errors(exc)) from None
 
@@ -100,13 +105,13 @@ class Codec(Generic[T]):
         """Validate a value and turn it into `Json`."""
         validated = self.validate(value)
         try:
-            encoded = cast(Json, self._adapter.dump_python(validated, mode="json"))
+            encoded: Json = self._dump(validated, mode="json")
         except Exception as exc:  # serializer errors name the field in their message
             raise PayloadInvalid(
                 self.what, [{"loc": (), "msg": str(exc), "type": "serialization"}]
             ) from exc
         if self.has_secrets:
-            encoded = seal(encoded, self._adapter.dump_python(validated, mode="python"))
+            encoded = seal(encoded, self._dump(validated, mode="python"))
         return encoded
 
     def decode(self, data: Json) -> T:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RunState",
+    "SCOPE",
+    "InActivity",
     "body_scope",
     "branch_scope",
     "in_branch",
@@ -88,15 +90,29 @@ class ExecutionInfo:
     attempt: int | None = None
 
 
-_RUN: ContextVar[RunState | None] = ContextVar("durable_workflow_run", default=None)
+class InActivity:
+    """What the scope holds while an activity's work runs (an `ExecutionInfo` is built from it
+    only when asked for: most work never asks)."""
+
+    __slots__ = ("attempt", "execution_id", "workflow")
+
+    def __init__(self, workflow: str, execution_id: str, attempt: int) -> None:
+        self.workflow = workflow
+        self.execution_id = execution_id
+        self.attempt = attempt
+
+
+SCOPE: ContextVar[RunState | InActivity | None] = ContextVar("durable_workflow_scope", default=None)
+"""The running body's state, or the activity whose work runs, or ``None``: one variable, so
+entering either is one set and one reset."""
 _BRANCH: ContextVar[str] = ContextVar("durable_workflow_branch", default="")
 """The journal-name prefix of the group branch the current task runs, e.g. ``charges[3]``."""
-_ACTIVITY: ContextVar[ExecutionInfo | None] = ContextVar("durable_workflow_activity", default=None)
 
 
 def current_run() -> RunState | None:
     """The running body's state, or ``None`` outside a body (and inside activity work)."""
-    return _RUN.get()
+    scope = SCOPE.get()
+    return scope if type(scope) is RunState else None
 
 
 def run_state(what: str) -> RunState:
@@ -105,37 +121,39 @@ def run_state(what: str) -> RunState:
     Raises:
         OutsideWorkflow: called outside a workflow body, naming ``what``.
     """
-    state = _RUN.get()
-    if state is None:
-        if _ACTIVITY.get() is not None:
-            raise OutsideWorkflow(
-                f"{what} is for workflow bodies; inside an activity use ordinary code "
-                "(activities may read the wall clock and randomness: they are journaled)"
-            )
-        raise OutsideWorkflow(f"{what} can only be used inside a workflow body")
-    return state
+    scope = SCOPE.get()
+    if type(scope) is RunState:
+        return scope
+    if scope is not None:
+        raise OutsideWorkflow(
+            f"{what} is for workflow bodies; inside an activity use ordinary code "
+            "(activities may read the wall clock and randomness: they are journaled)"
+        )
+    raise OutsideWorkflow(f"{what} can only be used inside a workflow body")
 
 
 class _Scope:
-    """Context manager that swaps the run/activity context variables."""
+    """Context manager that sets the scope variable for a body run or an activity's work."""
 
-    def __init__(self, run: RunState | None, activity: ExecutionInfo | None) -> None:
-        self._run = run
-        self._activity = activity
-        self._tokens: tuple[Any, Any] | None = None
+    __slots__ = ("_token", "_value")
+
+    def __init__(self, value: RunState | InActivity) -> None:
+        self._value = value
+        self._token: Any = None
 
     def __enter__(self) -> None:
-        self._tokens = (_RUN.set(self._run), _ACTIVITY.set(self._activity))
+        self._token = SCOPE.set(self._value)
 
     def __exit__(self, *exc: object) -> None:
-        assert self._tokens is not None
-        _RUN.reset(self._tokens[0])
-        _ACTIVITY.reset(self._tokens[1])
+        # An engine may close the body's coroutine from another context (Temporal evicting a
+        # cached workflow): the body's own context is gone, and the current one is not ours.
+        with contextlib.suppress(ValueError):
+            SCOPE.reset(self._token)
 
 
 def body_scope(state: RunState) -> _Scope:
     """Enter a body run."""
-    return _Scope(state, None)
+    return _Scope(state)
 
 
 def scoped(name: str) -> str:
@@ -162,12 +180,13 @@ def branch_scope(prefix: str) -> Generator[None]:
     try:
         yield
     finally:
-        _BRANCH.reset(token)
+        with contextlib.suppress(ValueError):  # closed from another context (see _Scope)
+            _BRANCH.reset(token)
 
 
-def activity_scope(info: ExecutionInfo) -> _Scope:
+def activity_scope(workflow: str, execution_id: str, attempt: int) -> _Scope:
     """Enter an activity's work: body-only helpers refuse, `current_attempt` answers."""
-    return _Scope(None, info)
+    return _Scope(InActivity(workflow, execution_id, attempt))
 
 
 async def now() -> datetime:
@@ -225,10 +244,10 @@ def current_attempt() -> int:
     Raises:
         OutsideWorkflow: called outside an activity's work.
     """
-    info = _ACTIVITY.get()
-    if info is None or info.attempt is None:
+    scope = SCOPE.get()
+    if type(scope) is not InActivity:
         raise OutsideWorkflow("current_attempt() can only be used inside an activity's work")
-    return info.attempt
+    return scope.attempt
 
 
 def current_execution() -> ExecutionInfo:
@@ -237,8 +256,8 @@ def current_execution() -> ExecutionInfo:
     Raises:
         OutsideWorkflow: called outside a workflow body or activity.
     """
-    info = _ACTIVITY.get()
-    if info is not None:
-        return info
+    scope = SCOPE.get()
+    if type(scope) is InActivity:
+        return ExecutionInfo(scope.workflow, scope.execution_id, scope.attempt)
     state = run_state("current_execution()")
     return ExecutionInfo(state.execution.workflow_name, state.execution.execution_id)

@@ -20,6 +20,7 @@ Engine authors import these names from the public module `durable_workflow.engin
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import inspect
 import random as _random
@@ -45,6 +46,8 @@ __all__ = [
     "WorkflowRegistry",
     "EncodedPoll",
     "PollStatus",
+    "ExecutionStatus",
+    "EncodedExecution",
     "WorkflowEngine",
     "EngineBase",
     "OPERATIONS",
@@ -59,6 +62,14 @@ PollStatus: TypeAlias = Literal["running", "suspended", "parked"]
 EncodedPoll: TypeAlias = JsonObject
 """``{"_tag": "Pending", "status": PollStatus, "cause": EncodedExit | None}`` or
 ``{"_tag": "Done", "exit": EncodedExit}``."""
+
+ExecutionStatus: TypeAlias = Literal["running", "suspended", "parked", "done"]
+"""The state of an execution in a listing: a `PollStatus`, or ``done`` once it finished."""
+
+EncodedExecution: TypeAlias = JsonObject
+"""One row of `WorkflowEngine.list_executions`: ``{"execution_id": str, "status":
+ExecutionStatus, "cause": EncodedExit | None, "created_at": str | None}`` (``cause``: why a
+parked execution stopped; ``created_at``: when it started, ISO 8601 with a UTC offset)."""
 
 Participant: TypeAlias = "Callable[[], Awaitable[EncodedExit]]"
 """Runs one branch of a `Group` (itself using engine operations) to its encoded exit.
@@ -103,49 +114,61 @@ class ParkRequest(Exception):
         super().__init__(f"park on failure: {cause.get('type') or cause.get('_tag')}")
 
 
-def _no_arguments() -> Json:
-    return None
-
-
-def _unchanged(exit: EncodedExit) -> EncodedExit:
-    return exit
-
-
-def _always(exit: EncodedExit) -> bool:
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class ActivityInvocation:
+class ActivityInvocation(abc.ABC):
     """One attempt of an activity, as the engine sees it.
+
+    The portable layer makes one per attempt; an engine reads its attributes and calls its
+    methods, and never builds one itself.
 
     Attributes:
         name: The attempt's journal name (unique within the execution).
         attempt: 1-based attempt number; each attempt is journaled on its own.
-        run: Runs the work once, in this process, and returns its encoded exit. It never raises
-            for failures of the work (those are in the exit); it raises `ParkRequest` when the
-            failure must park the execution, and control-flow exceptions escape untouched.
-        interrupt: Stops the work if it is running (a race loser): ``run`` then returns an
-            ``Interrupted`` exit. Engines that cancel the participant's task need not call it.
         activity_type: The activity's registered name (shared by its ``named`` twins): what an
             engine that runs activities elsewhere (a Temporal worker) looks the work up by, with
             `durable_workflow.engine.run_activity`.
-        arguments: Encodes the call's arguments as `Json`, for such engines (only they pay for
-            it).
-        finish: Such engines pass the exit the work returned there through ``finish`` in the
-            body, which raises `ParkRequest` where ``run`` would have (suspend-on-failure).
-        ends: Whether an exit of this attempt is the activity's outcome (a success, or a
-            failure with no attempt left): lets an engine see early that a group is decided.
     """
 
-    name: str
-    attempt: int
-    run: Callable[[], Awaitable[EncodedExit]]
-    interrupt: Callable[[], None] = lambda: None
-    activity_type: str = ""
-    arguments: Callable[[], Json] = _no_arguments
-    finish: Callable[[EncodedExit], EncodedExit] = _unchanged
-    ends: Callable[[EncodedExit], bool] = _always
+    __slots__ = ("activity_type", "attempt", "name")
+
+    def __init__(self, name: str, attempt: int, activity_type: str = "") -> None:
+        self.name = name
+        self.attempt = attempt
+        self.activity_type = activity_type
+
+    @abc.abstractmethod
+    def run(self) -> Awaitable[EncodedExit]:
+        """Run the work once, in this process, and return its encoded exit.
+
+        It never raises for failures of the work (those are in the exit); it raises
+        `ParkRequest` when the failure must park the execution, and control-flow exceptions
+        escape untouched.
+        """
+
+    def interrupt(self) -> None:  # noqa: B027 (an optional hook)
+        """Stop the work if it is running (a group's loser): ``run`` then returns an
+        ``Interrupted`` exit. Engines that cancel the branch's task need not call it."""
+
+    def arguments(self) -> Json:
+        """The call's arguments as `Json`, for engines that run the work elsewhere (only they
+        pay for encoding them)."""
+        return None
+
+    @property
+    def where(self) -> str:
+        """The defining function's ``module.qualname``: tells apart, for
+        `durable_workflow.engine.run_activity`, activities of one name defined in different
+        modules of the worker's process."""
+        return ""
+
+    def finish(self, exit: EncodedExit) -> EncodedExit:
+        """For engines that ran the work elsewhere: pass its exit through here in the body,
+        which raises `ParkRequest` where ``run`` would have (suspend-on-failure)."""
+        return exit
+
+    def ends(self, exit: EncodedExit) -> bool:
+        """Whether an exit of this attempt is the activity's outcome (a success, or a failure
+        with no attempt left): lets an engine see early that a group is decided."""
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +195,10 @@ class Group:
     participants: Sequence[Participant]
     concurrency: int | None
     decided: Callable[[Sequence[tuple[int, EncodedExit]]], bool]
+    ordered: bool = True
+    """Whether the outcome depends on the order branches finish in (a race). When false (a
+    fan-out), an engine may wait for the branches in batches and take the branches of a batch
+    in index order, and need not journal the outcome if its replay recomputes it."""
 
 
 class RegisteredWorkflow(Protocol):
@@ -196,6 +223,12 @@ class RegisteredWorkflow(Protocol):
     def retention(self) -> timedelta | None:
         """How long a finished execution is remembered (its id deduplicates starts meanwhile);
         ``None``: the engine's default."""
+        ...
+
+    @property
+    def body_fingerprint(self) -> str | None:
+        """A digest of the attached body's code (``None`` without a body): engines that
+        register worker versions compare it to tell a changed body from an unchanged one."""
         ...
 
     def check_completion(self, name: str, exit: EncodedExit) -> None:
@@ -239,12 +272,22 @@ class WorkflowEngine(Protocol):
         parent: Execution | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> EncodedExit | None:
-        """Start the execution unless it exists, then wait for its exit (``None`` if discard).
+        """Start the execution unless it exists, then wait for its exit.
 
         With ``parent`` set, the call is a child workflow of that execution, journaled in the
         parent; interrupting the parent interrupts it while unfinished. ``headers`` are kept
         with a new execution (see `Execution.headers`); for a child they must be the same on
         every replay.
+
+        Returns:
+            The execution's exit; with ``discard``: ``None`` from a client, and for a child
+            either ``None`` or the journaled ``success_json(execution_id)`` (the typed layer
+            accepts both).
+
+        Raises:
+            WorkflowNotRegistered: the engine does not know (or does not serve) the workflow.
+            ExecutionParked: the execution is parked (it waits for `resume`): raise it rather
+                than wait, with the encoded cause when the engine knows it.
         """
         ...
 
@@ -257,17 +300,35 @@ class WorkflowEngine(Protocol):
         ...
 
     async def interrupt(self, workflow: str, execution_id: str) -> None:
-        """Request an interrupt; it is delivered at the body's next durable operation."""
+        """Request an interrupt; it is delivered at the body's next durable operation.
+
+        A finished execution is left as it is. A parked one runs again (as if resumed) so that
+        the interrupt is delivered at its first new durable operation and its compensations
+        and finalizers run.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+        """
         ...
 
     async def resume(self, workflow: str, execution_id: str) -> None:
-        """Continue a parked execution (suspend-on-failure, nondeterminism)."""
+        """Continue a parked execution (suspend-on-failure, nondeterminism); the step that
+        failed runs again. A no-op for an execution that is not parked.
+
+        Raises:
+            ExecutionNotFound: no such execution.
+        """
         ...
 
     async def deferred_done(
         self, workflow: str, execution_id: str, name: str, exit: EncodedExit
     ) -> bool:
         """Record a deferred's exit (the first completion wins) and wake the execution.
+
+        A completion for an execution that has not started yet is kept: the execution finds
+        it when it reaches the wait (the suite's ``test_a_completion_sent_before_the_wait_is_kept``
+        completes one before the start). A completion for a finished execution changes
+        nothing and answers ``False``.
 
         Returns:
             Whether this completion was recorded (``False``: an earlier one had won).
@@ -325,6 +386,54 @@ class WorkflowEngine(Protocol):
         (then no span is emitted for it: it was traced when it happened)."""
         ...
 
+    async def patched(self, execution: Execution, patch_id: str, *, deprecated: bool) -> bool:
+        """Whether this execution takes the new branch of the in-place patch ``patch_id``.
+
+        What the answer must be (the body calls it outside any group, the portable layer
+        makes sure; see `durable_workflow.patched`):
+
+        - ``True`` for an execution whose body, at this point, runs for the first time on code
+          that has the patch: every execution started after the patched code was deployed.
+          Journal a marker there, if the engine replays bodies in place, so a replay knows.
+        - ``False`` for an execution whose journal already holds what the code *without* the
+          patch did past this point (it started on the old code, and the old code ran beyond
+          this point before the patched code was deployed): the old branch, so the replay
+          matches its journal. No marker is journaled.
+        - The same answer for every later call with the same ``patch_id`` in the execution,
+          and on every replay.
+        - An execution that started on the old code and reaches this point for the first time
+          on the patched code (the old code never got this far: it waited earlier): ``True``
+          on an engine that runs it on the patched code, as Temporal does; an engine that
+          keeps each execution on the code it started with (Restate's versions) never asks.
+          Authors are told both branches must be correct for such an execution.
+
+        ``deprecated=True`` is `durable_workflow.deprecate_patch`: the patch is retired, every
+        execution takes the new branch; a marker is still journaled in new territory (so the
+        code that still asks `patched` can replay executions started on this code), and one
+        already journaled is consumed. The return value is then ``True``. Neither form is a
+        point where an interrupt is delivered.
+        """
+        ...
+
+    async def list_executions(
+        self, workflow: str, status: Sequence[ExecutionStatus] | None, limit: int
+    ) -> list[EncodedExecution]:
+        """The workflow's executions this engine still remembers, newest start first.
+
+        Only started executions are listed, and not those forgotten after their retention.
+
+        Args:
+            workflow: The workflow's name.
+            status: Only executions in one of these states (``None``: every state); the
+                states are those `poll` reports (``running``, ``suspended``, ``parked``) and
+                ``done``, so that a row agrees with what `poll` says at the same moment.
+            limit: At most this many rows (the newest).
+
+        Returns:
+            One `EncodedExecution` per execution.
+        """
+        ...
+
 
 OPERATIONS: tuple[str, ...] = (
     "register",
@@ -342,6 +451,8 @@ OPERATIONS: tuple[str, ...] = (
     "random",
     "park",
     "is_replaying",
+    "patched",
+    "list_executions",
 )
 """Every operation of `WorkflowEngine`, by name."""
 
@@ -357,6 +468,8 @@ _ASYNC_OPERATIONS = frozenset(
         "sleep",
         "concurrently",
         "now",
+        "patched",
+        "list_executions",
     }
 )
 

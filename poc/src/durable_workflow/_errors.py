@@ -27,6 +27,9 @@ __all__ = [
     "DuplicateStepName",
     "EngineUnavailable",
     "WorkerUnreachable",
+    "DeploymentChanged",
+    "DeploymentInUse",
+    "DeploymentNotFound",
     "OutsideWorkflow",
     "ExecutionParked",
     "Defect",
@@ -167,6 +170,74 @@ class WorkerUnreachable(EngineUnavailable):
             f"the engine cannot reach the worker at {url}: {detail} (is the worker serving "
             "there, and reachable from the engine's host?)"
         )
+
+
+class DeploymentChanged(WorkflowError):
+    """A worker version was registered where a deployment that serves other code already is.
+
+    The engine keeps every execution on the deployment it started on, so a new version must be
+    registered as a deployment of its own (served at a new address); overwriting the old one
+    in place makes its in-flight executions replay code they did not start with.
+
+    Attributes:
+        uri: The worker address both share.
+        deployment_id: The deployment already registered there.
+        changes: What differs, one line each (a workflow added or removed, a body changed, ...).
+    """
+
+    def __init__(self, uri: str, deployment_id: str, changes: list[str]) -> None:
+        self.uri = uri
+        self.deployment_id = deployment_id
+        self.changes = changes
+        super().__init__(
+            f"deployment {deployment_id} at {uri} serves other code than the worker there now "
+            f"({'; '.join(changes)}): serve this version at a new address (another port) and "
+            "register it there, so that in-flight executions finish on the old deployment and "
+            "new ones start on the new one; or register with force=True (`--force`) to "
+            "overwrite it in place, which makes its in-flight executions replay the new code"
+        )
+
+
+class DeploymentInUse(WorkflowError):
+    """A deployment cannot be removed: executions still run on it, or new ones start on it.
+
+    Attributes:
+        deployment_id: The deployment.
+        in_flight: How many invocations that started on it have not finished (workflow
+            executions and the calls that complete their deferreds): they can only finish
+            there.
+        latest_for: The workflows whose new executions start on it, where an older deployment
+            serves them too (removing it would send new executions back to older code).
+    """
+
+    def __init__(
+        self, deployment_id: str, in_flight: int, latest_for: tuple[str, ...] = ()
+    ) -> None:
+        self.deployment_id = deployment_id
+        self.in_flight = in_flight
+        self.latest_for = latest_for
+        if in_flight:
+            why = (
+                f"{in_flight} unfinished invocation(s) started on it and can only finish there: "
+                "keep its worker serving until they are done (the deployments listing counts "
+                "them), then remove it"
+            )
+        else:
+            why = (
+                f"it is the newest deployment of {', '.join(repr(w) for w in latest_for)}, "
+                "which an older deployment serves too: removing it would start new executions "
+                "on the older code; register the next version first, or remove the older one"
+            )
+        super().__init__(f"deployment {deployment_id} is still in use: {why}")
+
+
+class DeploymentNotFound(WorkflowError, LookupError):
+    """No deployment with this id is registered."""
+
+    def __init__(self, deployment_id: str, known: list[str] | None = None) -> None:
+        self.deployment_id = deployment_id
+        hint = f" (registered: {', '.join(known)})" if known else ""
+        super().__init__(f"no deployment {deployment_id!r} is registered{hint}")
 
 
 class OutsideWorkflow(WorkflowError, RuntimeError):

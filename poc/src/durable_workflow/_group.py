@@ -74,6 +74,8 @@ class GroupStep(Step[T]):
     """A group of steps as one step: what `race_all`, `all_of` and `all_settled` return."""
 
     kind: ClassVar[str] = "group"
+    ordered: ClassVar[bool] = False
+    """Whether the outcome depends on the order branches finish in (see `Group.ordered`)."""
 
     def __init__(self, name: str, steps: Sequence[Step[Any]], concurrency: int | None) -> None:
         super().__init__(name)
@@ -116,7 +118,7 @@ class GroupStep(Step[T]):
             functools.partial(_run_branch, step, state, f"{name}[{i}]")
             for i, step in enumerate(self.steps)
         ]
-        group = Group(name, participants, self.concurrency, self.decided)
+        group = Group(name, participants, self.concurrency, self.decided, self.ordered)
         finished = await state.engine.concurrently(state.execution, group)
         if any(_is_signal(e) for _, e in finished):
             exit: EncodedExit = {**SIGNAL_EXIT, "branches": _as_json(finished)}
@@ -173,6 +175,7 @@ def _as_json(finished: Sequence[tuple[int, EncodedExit]]) -> list[Any]:
 
 class _Race(GroupStep[RaceResult[T]]):
     kind: ClassVar[str] = "race"
+    ordered: ClassVar[bool] = True
 
     def decided(self, finished: Sequence[tuple[int, EncodedExit]]) -> bool:
         return any(exit_tag(e) == "Success" for _, e in finished)
@@ -192,14 +195,23 @@ class _Race(GroupStep[RaceResult[T]]):
         return {"race.name": name, "race.winner": exit.get("winner", -1)}
 
 
+def _failure(finished: Sequence[tuple[int, EncodedExit]]) -> int | None:
+    """The branch whose failure fails a fan-out: the first that failed, an interruption only if
+    nothing else failed (interrupting the others is what a failure does, so when branches are
+    taken in batches an interrupted one may come before the failure that caused it)."""
+    failed = [(i, e) for i, e in finished if exit_tag(e) != "Success"]
+    real = next((i for i, e in failed if exit_tag(e) != "Interrupted"), None)
+    return real if real is not None else (failed[0][0] if failed else None)
+
+
 class _All(GroupStep[list[T]]):
     kind: ClassVar[str] = "all"
 
     def decided(self, finished: Sequence[tuple[int, EncodedExit]]) -> bool:
-        return any(exit_tag(e) != "Success" and not _is_signal(e) for _, e in finished)
+        return any(exit_tag(e) not in ("Success", "Interrupted") for _, e in finished)
 
     def outcome(self, finished: Finished) -> EncodedExit:
-        failed = next((i for i, e in finished if exit_tag(e) != "Success"), None)
+        failed = _failure(finished)
         if failed is None:
             return {"_tag": "Success", "branches": _as_json(finished)}
         tag = exit_tag(dict(finished)[failed])

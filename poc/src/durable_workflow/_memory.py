@@ -20,7 +20,7 @@ import hashlib
 import heapq
 import itertools
 import random as _random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,9 +29,11 @@ from typing import Any, Literal, NoReturn, Protocol, cast
 from ._codec import Json
 from ._engine import (
     ActivityInvocation,
+    EncodedExecution,
     EncodedPoll,
     EngineBase,
     Execution,
+    ExecutionStatus,
     Group,
     ParkRequest,
 )
@@ -173,6 +175,14 @@ class _Exec:
     current: _Run | None = None
     rerun: bool = False
     runs: int = 0
+    seq: int = 0
+    """Start order (a listing's tie-break between executions started at the same time)."""
+    frontier: int | None = None
+    """The furthest journal position a run of the body stopped in (waiting or parked): the
+    code before that step has run, so a patch asked for there is one the running code passed
+    without asking (see `InMemoryEngine.patched`)."""
+    patches: dict[str, bool] = field(default_factory=lambda: {})
+    """Each patch's answer, decided once per execution."""
 
 
 class _GroupRun:
@@ -266,6 +276,7 @@ class InMemoryEngine(EngineBase):
         super().__init__()
         self.clock: Clock = clock or RealClock()
         self._executions: dict[tuple[str, str], _Exec] = {}
+        self._started = itertools.count(1)
 
     def _get(self, workflow: str, execution_id: str, *, create: bool = False) -> _Exec:
         registered = self._require(workflow)
@@ -290,6 +301,7 @@ class InMemoryEngine(EngineBase):
             ex.created = self.clock.now()
             ex.payload = payload
             ex.headers = dict(headers or {})
+            ex.seq = next(self._started)
             self._schedule(ex)
 
     def _schedule(self, ex: _Exec) -> None:
@@ -319,6 +331,7 @@ class InMemoryEngine(EngineBase):
                 ex.status = "suspended"
                 return
             except _Parked as parked:
+                _stopped_in(ex, run.cursor)
                 if ex.rerun and ex.interrupt_requested and not ex.interrupt_delivered:
                     continue
                 ex.status = "parked"
@@ -446,6 +459,8 @@ class InMemoryEngine(EngineBase):
                 order.append(marker)
                 run.cursor = len(order)
                 raise InterruptSignal()
+            # A clock's entry is journaled before its wait, a deferred's or child's after it.
+            _stopped_in(ex, run.cursor - 1 if key.startswith(_clock_key("")) else run.cursor)
             raise _Suspend()
         ready = ex.signals.get(key)
         if ready is not None:
@@ -609,7 +624,22 @@ class InMemoryEngine(EngineBase):
         self, execution: Execution, activity: ActivityInvocation
     ) -> EncodedExit:
         """Return the journaled attempt, or run it and journal it."""
-        run = _as_run(execution)
+        run = execution if type(execution) is _Run else _as_run(execution)
+        ex = run.ex
+        order = ex.order
+        if run.cursor == len(order) and not ex.interrupt_requested and _GROUP.get() is None:
+            # A new step at the top of a body, what most steps are: `_step` and `_record`,
+            # inlined (this is the in-memory engine's hot path).
+            run.replayed = False
+            try:
+                exit = await activity.run()
+            except ParkRequest as request:
+                self._park(request.cause)
+            key = ("activity", activity.name, activity.attempt)
+            ex.results[key] = exit
+            order.append(key)
+            run.cursor = len(order)
+            return exit
         cached = self._step(run, "activity", activity.name, activity.attempt)
         if cached is not None:
             return cached
@@ -684,6 +714,7 @@ class InMemoryEngine(EngineBase):
             while this.tasks:
                 if parent is None:
                     if root.quiescent():
+                        _stopped_in(run.ex, run.cursor)
                         raise _Suspend()
                     root.changed.clear()
                     changed = asyncio.ensure_future(root.changed.wait())
@@ -759,6 +790,70 @@ class InMemoryEngine(EngineBase):
     def is_replaying(self, execution: Execution) -> bool:
         """Whether the last step's outcome came from the journal."""
         return _as_run(execution).replayed
+
+    async def patched(self, execution: Execution, patch_id: str, *, deprecated: bool) -> bool:
+        """A ``patch`` marker in the positional journal where the answer is ``True``.
+
+        Replaying, the marker is there (``True``) or another entry is (``False``: the code
+        without the patch went on here). At the end of the journal, the answer is ``False``
+        when an earlier run of the body stopped in the step that comes next (it waited there:
+        the code without the patch passed this point), else ``True``, and the marker is
+        journaled.
+        """
+        run = _as_run(execution)
+        ex = run.ex
+        if _GROUP.get() is not None:
+            raise EngineDefinitionError("patched() reached the engine from inside a group")
+        key = ("patch", patch_id, 0)
+        order = ex.order
+        cursor = run.cursor
+        if cursor < len(order) and order[cursor] == key:
+            run.cursor = cursor + 1
+            run.replayed = True
+            ex.patches[patch_id] = True
+            return True
+        known = ex.patches.get(patch_id)
+        if known is not None:
+            return known or deprecated
+        fresh = cursor == len(order) and (ex.frontier is None or ex.frontier < cursor)
+        if fresh:
+            self._record(run, "patch", patch_id, 0, success_json(True))
+        run.replayed = not fresh
+        ex.patches[patch_id] = fresh or deprecated
+        return fresh or deprecated
+
+    async def list_executions(
+        self, workflow: str, status: Sequence[ExecutionStatus] | None, limit: int
+    ) -> list[EncodedExecution]:
+        """Started executions, newest first, without those past their retention."""
+        retention = self._require(workflow).retention
+        now = self.clock.now()
+        found: list[tuple[_Exec, ExecutionStatus]] = []
+        for key, ex in list(self._executions.items()):
+            if key[0] != workflow or not ex.started:
+                continue
+            finished = ex.finished_at
+            if retention is not None and finished is not None and now >= finished + retention:
+                del self._executions[key]  # forgotten, as `_get` forgets it
+                continue
+            state: ExecutionStatus = "running" if ex.status in ("pending", "running") else ex.status
+            if status is None or state in status:
+                found.append((ex, state))
+        found.sort(key=lambda item: (item[0].created, item[0].seq), reverse=True)
+        return [
+            {
+                "execution_id": ex.execution_id,
+                "status": state,
+                "cause": ex.cause if state == "parked" else None,
+                "created_at": ex.created.isoformat(),
+            }
+            for ex, state in found[:limit]
+        ]
+
+
+def _stopped_in(ex: _Exec, position: int) -> None:
+    """A run of the body stopped in the step at ``position`` (see `_Exec.frontier`)."""
+    ex.frontier = position if ex.frontier is None else max(ex.frontier, position)
 
 
 def _finished_from_json(data: EncodedExit) -> list[tuple[int, EncodedExit]]:

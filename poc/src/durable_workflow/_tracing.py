@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any, cast
 from ._errors import WorkflowDefinitionError
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.id_generator import IdGenerator as _IdGeneratorBase
     from opentelemetry.trace import Span, Tracer
+else:
+    try:  # the SDK's base class when the SDK is installed, so TracerProvider accepts it
+        from opentelemetry.sdk.trace.id_generator import IdGenerator as _IdGeneratorBase
+    except ImportError:  # pragma: no cover - tracing then cannot be enabled anyway
+        _IdGeneratorBase = object
 
 __all__ = [
     "SpanIdGenerator",
@@ -59,7 +65,7 @@ its outcome replayed; an execution's entry goes when it finishes (and the oldest
 ``_MAX_EXECUTIONS``, for executions that finish in another process)."""
 
 
-class SpanIdGenerator:
+class SpanIdGenerator(_IdGeneratorBase):
     """The OpenTelemetry SDK id generator that tracing needs: random ids, as the SDK's own,
     except for the spans the library gives deterministic ids (executions and child calls),
     so every replay and every process names the same parent.

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from ._codec import Codec, Json
 from ._context import RunState, body_scope, current_run
 from ._deferred import DurableDeferred
-from ._engine import Execution, PollStatus, WorkflowEngine, check_engine, current_engine
+from ._engine import (
+    Execution,
+    ExecutionStatus,
+    PollStatus,
+    WorkflowEngine,
+    check_engine,
+    current_engine,
+)
 from ._errors import (
     Defect,
     ExecutionParked,
@@ -37,7 +46,7 @@ from ._step import Step
 from ._tracing import ExecutionTrace, client_span, tracing_enabled
 from ._typed_error import TypedError
 
-__all__ = ["Workflow", "Pending", "Done", "PollResult"]
+__all__ = ["Workflow", "Pending", "Done", "PollResult", "ExecutionSummary"]
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -73,6 +82,27 @@ PollResult = Pending | Done[R]
 """What `Workflow.poll` returns: `Pending` while the execution runs, `Done` once finished."""
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionSummary:
+    """One execution in a listing (`Workflow.list`).
+
+    Attributes:
+        execution_id: The execution id (`Workflow.poll` gives its outcome once ``done``).
+        status: ``running``, ``suspended`` (waiting for a timer, deferred or child), ``parked``
+            (stopped on a failure until `Workflow.resume`) or ``done``.
+        created_at: When it started (UTC), if the engine knows.
+        cause: Why a parked execution stopped (as in `Pending.cause`), else ``None``.
+    """
+
+    execution_id: str
+    status: ExecutionStatus
+    created_at: datetime | None = None
+    cause: Exception | None = None
+
+
+_STATUSES: tuple[ExecutionStatus, ...] = ("running", "suspended", "parked", "done")
+
+
 def _canonical_json(value: Json) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -102,7 +132,9 @@ class Workflow(Generic[P, R]):
         retention: How long a finished execution is remembered. Meanwhile executing the same
             payload joins it (returns its outcome); afterwards it starts a new execution. The
             default is the engine's (one day on Restate, seven on Temporal's dev server,
-            forever in memory); set it to have the same window on every engine.
+            forever in memory); set it to have the same window on every engine. Restate
+            forgets an expired execution when its cleaner next runs (hourly by default), so
+            there the window is the retention plus up to that interval.
 
     Example:
         ```python
@@ -173,6 +205,20 @@ class Workflow(Generic[P, R]):
         """Attach the body (an ``async def`` taking the payload); usable as a decorator."""
         self._fn = fn
         return fn
+
+    @property
+    def body_fingerprint(self) -> str | None:
+        """A digest of the attached body's source (of its bytecode where the source is not
+        available), ``None`` without a body: a worker version that changed the body has
+        another fingerprint. Code the body calls (activities, helpers) is not part of it."""
+        if self._fn is None:
+            return None
+        try:
+            text = inspect.getsource(self._fn).encode()
+        except (OSError, TypeError):
+            code = getattr(self._fn, "__code__", None)
+            text = repr((code.co_code, code.co_consts, code.co_names)).encode() if code else b""
+        return hashlib.sha256(text).hexdigest()[:16]
 
     def execution_id(self, payload: P | Any) -> str:
         """The deterministic execution id for a payload.
@@ -289,6 +335,59 @@ class Workflow(Generic[P, R]):
         cause = self._cause(cause_raw, execution_id) if isinstance(cause_raw, dict) else None
         status = cast(PollStatus, raw.get("status", "running"))
         return Pending(status, cause)
+
+    async def list(
+        self,
+        *,
+        status: ExecutionStatus | Sequence[ExecutionStatus] | None = None,
+        limit: int = 100,
+        engine: WorkflowEngine | None = None,
+    ) -> builtins.list[ExecutionSummary]:
+        """The executions of this workflow the engine remembers, newest first.
+
+        A finished execution is listed until its retention has passed (see ``retention``).
+
+        Args:
+            status: Only executions in this state (or these states), e.g. ``"parked"``.
+            limit: At most this many (the newest).
+
+        Raises:
+            WorkflowDefinitionError: ``limit`` is not positive, or a status is unknown.
+
+        Example:
+            ```python
+            for stuck in await order_workflow.list(status="parked"):
+                print(stuck.execution_id, stuck.cause)
+            ```
+        """
+        if limit < 1:
+            raise WorkflowDefinitionError(f"list(limit=...) must be positive, got {limit}")
+        wanted: Sequence[ExecutionStatus] | None = [status] if isinstance(status, str) else status
+        if wanted is not None:
+            unknown = [s for s in wanted if s not in _STATUSES]
+            if unknown:
+                raise WorkflowDefinitionError(
+                    f"unknown execution status {unknown[0]!r} (one of: {', '.join(_STATUSES)})"
+                )
+        rows = await self._engine(engine).list_executions(
+            self._name, None if wanted is None else builtins.list(wanted), limit
+        )
+        summaries: builtins.list[ExecutionSummary] = []
+        for row in rows:
+            execution_id = str(row.get("execution_id"))
+            cause_raw = row.get("cause")
+            created = row.get("created_at")
+            summaries.append(
+                ExecutionSummary(
+                    execution_id,
+                    cast(ExecutionStatus, row.get("status")),
+                    datetime.fromisoformat(created) if isinstance(created, str) else None,
+                    self._cause(cast(EncodedExit, cause_raw), execution_id)
+                    if isinstance(cause_raw, dict)
+                    else None,
+                )
+            )
+        return summaries
 
     async def interrupt(self, execution_id: str, *, engine: WorkflowEngine | None = None) -> None:
         """Interrupt the execution: at its next durable operation the body stops, then its

@@ -16,7 +16,11 @@ The obligations an engine takes on, beyond each operation's docstring:
 - `InterruptSignal` is raised in the body at the next durable operation after an interrupt;
   within a group the branches each get it (see `WorkflowEngine.concurrently`).
 - A workflow's `RegisteredWorkflow.retention` says how long its finished executions are
-  remembered; ``None`` leaves the engine's default.
+  remembered; ``None`` leaves the engine's default. `WorkflowEngine.list_executions` lists
+  what is remembered.
+- `WorkflowEngine.patched` answers in-place patches (`durable_workflow.patched`): the old
+  branch for an execution whose journal was made by the code without the patch, the new one
+  for an execution that started on the patched code.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from ._context import ExecutionInfo
 from ._engine import (
     OPERATIONS,
     ActivityInvocation,
+    EncodedExecution,
     EncodedPoll,
     EngineBase,
     Execution,
+    ExecutionStatus,
     Group,
     ParkRequest,
     Participant,
@@ -40,6 +46,9 @@ from ._engine import (
     check_engine,
 )
 from ._errors import (
+    DeploymentChanged,
+    DeploymentInUse,
+    DeploymentNotFound,
     EngineDefinitionError,
     EngineUnavailable,
     ExecutionNotFound,
@@ -50,6 +59,7 @@ from ._errors import (
     TokenError,
     UnknownToken,
     WorkerUnreachable,
+    WorkflowError,
     WorkflowNotRegistered,
 )
 from ._exit import (
@@ -79,6 +89,8 @@ __all__ = [
     "ParkRequest",
     "EncodedPoll",
     "PollStatus",
+    "EncodedExecution",
+    "ExecutionStatus",
     # encoded values
     "Json",
     "JsonObject",
@@ -97,6 +109,7 @@ __all__ = [
     "run_activity",
     "ExecutionInfo",
     # what engines raise
+    "WorkflowError",
     "InterruptSignal",
     "ExecutionNotFound",
     "ExecutionParked",
@@ -108,10 +121,15 @@ __all__ = [
     "UnknownToken",
     "PayloadInvalid",
     "EngineDefinitionError",
+    "DeploymentChanged",
+    "DeploymentInUse",
+    "DeploymentNotFound",
 ]
 
 
-async def run_activity(activity_type: str, arguments: Json, info: ExecutionInfo) -> EncodedExit:
+async def run_activity(
+    activity_type: str, arguments: Json, info: ExecutionInfo, where: str | None = None
+) -> EncodedExit:
     """Run one attempt of an activity defined in this process, by its registered name.
 
     For engines whose activities run apart from the body (a Temporal activity worker): the
@@ -123,9 +141,10 @@ async def run_activity(activity_type: str, arguments: Json, info: ExecutionInfo)
         activity_type: `ActivityInvocation.activity_type`.
         arguments: What `ActivityInvocation.arguments` encoded.
         info: The execution and the 1-based attempt (what `current_attempt` answers inside).
+        where: `ActivityInvocation.where`, for activities of one name in different modules.
 
     Raises:
         WorkflowDefinitionError: no activity (or several) of that name is defined here.
         PayloadInvalid: the arguments do not match the activity's parameters.
     """
-    return await activity_type_named(activity_type).run_attempt(arguments, info)
+    return await activity_type_named(activity_type, where).run_attempt(arguments, info)

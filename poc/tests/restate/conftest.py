@@ -32,6 +32,13 @@ class Deployment:
     server: RestateServer
     service: ServiceProcess
     effects: SideEffects
+    patched: ServiceProcess | None = None
+    """The next version (the patched bodies), once `RestateEnv.deploy_patched_bodies` ran."""
+
+    @property
+    def services(self) -> list[ServiceProcess]:
+        """Every version being served."""
+        return [self.service] + ([self.patched] if self.patched is not None else [])
 
 
 def deploy(
@@ -45,7 +52,12 @@ def deploy(
         ) as service,
     ):
         service.register(server)
-        yield Deployment(server, service, effects)
+        deployment = Deployment(server, service, effects)
+        try:
+            yield deployment
+        finally:
+            if deployment.patched is not None:
+                deployment.patched.close()
 
 
 @dataclass
@@ -61,9 +73,26 @@ class RestateEnv:
         await asyncio.sleep(delta.total_seconds())
 
     async def force_replay(self) -> None:
-        service = self.deployment.service
-        await asyncio.to_thread(service.kill)
-        await asyncio.to_thread(service.restart)
+        for service in self.deployment.services:
+            await asyncio.to_thread(service.kill)
+            await asyncio.to_thread(service.restart)
+
+    async def deploy_patched_bodies(self) -> None:
+        # A version of its own: what runs on the first deployment keeps running there.
+        deployment = self.deployment
+        if deployment.patched is not None:
+            return
+        first = deployment.service
+        patched = ServiceProcess(
+            "conformance_patched_app:app",
+            mode=first.mode,
+            env={EFFECTS_ENV: str(deployment.effects.directory)},
+            pythonpath=[HERE],
+        )
+        deployment.patched = patched
+        await patched.astart()
+        registered = await self.engine.register_deployment(patched.url, http1_1=first.http1_1)
+        assert registered.outcome == "created", registered
 
 
 def client_engine(server: RestateServer) -> RestateEngine:

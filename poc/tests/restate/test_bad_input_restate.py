@@ -66,34 +66,50 @@ async def http(scenarios: Deployment) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def test_a_malformed_token_over_http_is_refused_with_400_saying_why(
+async def _refused(http: httpx.AsyncClient, body: dict[str, object]) -> str:
+    """POST a completion that must be refused: answered (200, not a failed invocation) with
+    ``accepted: false`` and the reason, which is returned."""
+    response = await http.post("/DurableDeferred/complete", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["accepted"] is False
+    return str(answer["refused"])
+
+
+async def test_a_malformed_token_over_http_is_refused_saying_why(
     http: httpx.AsyncClient,
 ) -> None:
-    response = await http.post(
-        "/DurableDeferred/complete", json={"token": "not a token!", "value": {"by": "x"}}
-    )
-
-    assert response.status_code == 400
-    message = response.json()["message"]
-    assert "malformed deferred token" in message
-    assert "not a token!" in message
+    reason = await _refused(http, {"token": "not a token!", "value": {"by": "x"}})
+    assert "malformed deferred token" in reason
+    assert "not a token!" in reason
 
 
-async def test_a_completion_without_a_token_over_http_is_refused_with_400(
+async def test_a_completion_without_a_token_over_http_is_refused_naming_the_field(
     http: httpx.AsyncClient,
 ) -> None:
-    response = await http.post("/DurableDeferred/complete", json={"value": {"by": "x"}})
-
-    assert response.status_code == 400
-    assert "invalid deferred completion" in response.json()["message"]
+    reason = await _refused(http, {"value": {"by": "x"}})
+    assert reason == "invalid deferred completion: missing field 'token'"
 
 
-async def test_a_token_of_a_workflow_not_served_is_refused_with_404_naming_it(
+async def test_a_token_of_a_workflow_not_served_is_refused_naming_it(
     http: httpx.AsyncClient,
 ) -> None:
     token = signature.token_for("NotServedHere", parcel_wf.execution_id(Parcel(run=new_run())))
+    reason = await _refused(http, {"token": token, "value": {}})
+    assert "'NotServedHere' is not served here" in reason
 
-    response = await http.post("/DurableDeferred/complete", json={"token": token, "value": {}})
 
-    assert response.status_code == 404
-    assert "'NotServedHere' is not served here" in response.json()["message"]
+async def test_a_refused_completion_is_an_answer_not_a_failed_invocation(
+    http: httpx.AsyncClient, scenarios: Deployment
+) -> None:
+    marker = f"refused-{new_run()}"
+    await _refused(http, {"token": marker, "value": {}})
+    engine = RestateEngine(scenarios.server.ingress_url, scenarios.server.admin_url)
+    try:
+        rows = await engine.query(
+            "SELECT status, completion_result, completion_failure FROM sys_invocation "
+            "WHERE target_service_name = 'DurableDeferred' ORDER BY created_at DESC LIMIT 5"
+        )
+    finally:
+        await engine.aclose()
+    assert rows and all(r["completion_result"] == "success" for r in rows), rows

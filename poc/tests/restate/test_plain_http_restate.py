@@ -94,7 +94,7 @@ async def test_a_typed_failure_comes_back_over_plain_http_with_its_encoded_exit(
     assert scenarios.effects.count(f"{p.run}-{DELIVER}") == 0
 
 
-async def test_a_value_of_the_wrong_type_over_plain_http_is_refused_with_400(
+async def test_a_value_of_the_wrong_type_over_plain_http_is_refused_naming_the_field(
     http: httpx.AsyncClient,
 ) -> None:
     p = Parcel(run=new_run(), transit_seconds=0)
@@ -105,7 +105,8 @@ async def test_a_value_of_the_wrong_type_over_plain_http_is_refused_with_400(
     right = await _complete(http, {"token": token, "value": {"by": "curl"}})
     attached = await http.get(f"/restate/workflow/{parcel_wf.name}/{execution_id}/attach")
 
-    assert wrong.status_code == 400
-    assert "by" in wrong.json()["message"]
+    assert wrong.status_code == 200  # an answer, not a failed invocation
+    assert wrong.json()["accepted"] is False
+    assert "by" in wrong.json()["refused"]
     assert right.json() == {"accepted": True}
     assert attached.json()["signed_by"] == "curl"

@@ -51,13 +51,15 @@ from ..engine import (
     interrupted_json,
     success_json,
 )
-from ._compat import SDK_STOP, VMException, is_replaying
+from ._compat import SDK_STOP, VMException, is_replaying, reread
+from ._deployments import BODY_KEY, RETENTION_KEY, ServiceShape
 from ._exits import ParkFailure, exit_of, is_cancellation, terminal_error
 
 __all__ = [
     "RestateExecution",
     "BodyOperations",
     "build_services",
+    "service_shapes",
     "run_body",
     "COMPLETE_HANDLER",
     "TOKEN_SERVICE",
@@ -193,6 +195,9 @@ class _GroupRun:
     def __init__(self, group: Group, coordinator: _Coordinator) -> None:
         self.group = group
         self.coordinator = coordinator
+        self.counted = group.ordered
+        if group.ordered:
+            coordinator.ordered += 1
         self.tasks: dict[asyncio.Task[EncodedExit], int] = {}
         self.finished: list[tuple[int, EncodedExit]] = []
         self.next_index = 0
@@ -240,6 +245,9 @@ class _GroupRun:
         for task in pending:
             self.coordinator.forget(task)
         self.tasks.clear()
+        if self.counted:
+            self.counted = False
+            self.coordinator.ordered -= 1
 
 
 class _Coordinator:
@@ -252,6 +260,9 @@ class _Coordinator:
         self.blocked: dict[asyncio.Task[Any], asyncio.Future[Any]] = {}
         self.joining: dict[asyncio.Task[Any], _GroupRun] = {}
         self.interrupts: dict[asyncio.Task[Any], list[Callable[[], None]]] = {}
+        self.ordered = 0
+        """How many running groups (this one and nested ones) are races, whose outcome depends
+        on the order their branches finish in."""
 
     def forget(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
@@ -359,21 +370,16 @@ class BodyOperations:
         coordinator = _COORDINATOR.get()
         if coordinator is not None:
             return await coordinator.wait(future, is_run=is_run, interrupt=interrupt)
-        if is_run:
-            await self._settled(ex, future)
         value = await _through_sdk(future)
         if value is CANCELLED:
-            self._interrupted(ex)
-        return value
-
-    async def _settled(
-        self, ex: RestateExecution, future: restate.RestateDurableFuture[Any]
-    ) -> None:
-        """Wait until an activity attempt has its outcome. An interrupt that arrives meanwhile
-        does not abandon it: the attempt finishes and is journaled (so its compensation is
-        registered), and the interrupt is delivered at the next durable operation."""
-        while await _through_sdk(restate.wait_completed(future)) is CANCELLED:
+            if not is_run:
+                self._interrupted(ex)
+            # An interrupt that arrives during an activity does not abandon it: the attempt
+            # finishes and is journaled (so its compensation is registered), and the interrupt
+            # is delivered at the next durable operation.
             ex.interrupt_pending = True
+            value = await _through_sdk(reread(future, _BYTES))
+        return value
 
     def _deliver(self, ex: RestateExecution) -> None:
         """At the start of a durable operation: deliver an interrupt that arrived while an
@@ -460,15 +466,20 @@ class BodyOperations:
         finally:
             await run.stop()
         finished = run.finished
+        if outer is None and ex.interrupting:
+            ex.interrupting = False
+            ex.interrupted = True
+        if not group.ordered:
+            # A fan-out's outcome follows from its branches' journaled steps, taken in a fixed
+            # order on every replay: nothing more to journal.
+            return finished
 
         async def record() -> bytes:
             return json.dumps([[i, e] for i, e in finished]).encode()
 
+        # A race's winner depends on the order completions arrived in: journal it once.
         future = _command(lambda: ex.ctx.run_typed(f"group:{group.name}", record, _RUN_OPTIONS))
         journaled = _loads(await self._await(ex, future, is_run=True))
-        if outer is None and ex.interrupting:
-            ex.interrupting = False
-            ex.interrupted = True
         return [
             (cast(int, item[0]), cast(EncodedExit, item[1]))
             for item in cast(list[list[Any]], journaled)
@@ -504,7 +515,7 @@ class BodyOperations:
             if run.start_more() or progressed:
                 continue
             pending = [e for e in coordinator.entries if not e.waiter.done()]
-            coordinator.entries = pending
+            coordinator.entries = list(pending)  # a copy: resolving removes from it
             if not pending:
                 raise EngineDefinitionError(
                     f"group {run.group.name!r}: branches wait, but for nothing durable"
@@ -525,11 +536,21 @@ class BodyOperations:
                     exclusive.waiter.set_result(value)
                 continue
             futures = [cast(restate.RestateDurableFuture[Any], e.future) for e in pending]
-            waited = await _through_sdk(restate.wait_completed(*futures))
-            if isinstance(waited, _Cancelled):
-                self._cut(ex, coordinator)
-                continue
-            completed = {id(f) for f in waited[0]}
+            if coordinator.ordered == 0 and all(e.is_run for e in pending):
+                # Only fan-outs, every branch in an activity: wait for them all at once, as a
+                # raw fan-out does with restate.gather, and take them in order (a failing
+                # attempt already stopped the others' work in this process).
+                gathered = await _through_sdk(restate.gather(*futures))
+                if isinstance(gathered, _Cancelled):
+                    self._cut(ex, coordinator)
+                    continue
+                completed = {id(f) for f in futures}
+            else:
+                waited = await _through_sdk(restate.wait_completed(*futures))
+                if isinstance(waited, _Cancelled):
+                    self._cut(ex, coordinator)
+                    continue
+                completed = {id(f) for f in waited[0]}
             for entry in pending:
                 if id(entry.future) not in completed:
                     continue
@@ -570,6 +591,22 @@ class BodyOperations:
     def is_replaying(self, execution: Execution) -> bool:
         """Whether the SDK's state machine is still replaying the journal."""
         return is_replaying(_as_execution(execution).ctx)
+
+    async def patched(self, execution: Execution, patch_id: str, *, deprecated: bool) -> bool:
+        """``True``, journaling nothing.
+
+        Each worker version is a deployment of its own (`RestateEngine.register_deployment`)
+        and Restate keeps an invocation on the deployment it started on, so the code that
+        asks is code the execution started on: the new branch is the right one. Restate's
+        journal is positional and the SDK cannot look at the next entry, so a marker could
+        not be skipped where an execution's journal lacks it (a 570 journal mismatch).
+
+        Only a forced in-place redeploy (``force=True``) breaks the premise: an execution
+        replaying the patched code then takes the new branch too, and parks with a
+        `NondeterminismError` where the new branch issues a step its journal does not have.
+        """
+        _as_execution(execution)
+        return True
 
     async def _child(
         self,
@@ -637,6 +674,11 @@ def _exit_from_terminal(err: TerminalError) -> EncodedExit:
     }
 
 
+def refused(reason: str) -> bytes:
+    """The answer to a completion that cannot be recorded (not a failed invocation)."""
+    return json.dumps({"accepted": False, "refused": reason}).encode()
+
+
 def build_services(
     workflows: Sequence[RegisteredWorkflow],
     *,
@@ -649,7 +691,11 @@ def build_services(
     for workflow in workflows:
         if not workflow.has_body:
             continue
-        service = restate.Workflow(workflow.name, invocation_retry_policy=retry_policy(workflow))
+        service = restate.Workflow(
+            workflow.name,
+            metadata=_service_metadata(workflow),
+            invocation_retry_policy=retry_policy(workflow),
+        )
         _add_handlers(service, workflow, run_workflow)
         services.append(service)
     tokens = restate.Service(TOKEN_SERVICE)
@@ -661,6 +707,31 @@ def build_services(
 
     services.append(tokens)
     return services
+
+
+def _service_metadata(workflow: RegisteredWorkflow) -> dict[str, str]:
+    """What tells one version of a workflow's service from another (see `_deployments`)."""
+    retention = workflow.retention
+    return {
+        BODY_KEY: workflow.body_fingerprint or "",
+        RETENTION_KEY: "default" if retention is None else f"{retention.total_seconds():g}",
+    }
+
+
+def service_shapes(workflows: Sequence[RegisteredWorkflow]) -> dict[str, ServiceShape]:
+    """What `build_services` serves for these workflows, as a deployment's services compare."""
+    shapes = {
+        workflow.name: ServiceShape(
+            workflow.name,
+            "workflow",
+            tuple(sorted(("run", COMPLETE_HANDLER))),
+            tuple(sorted(_service_metadata(workflow).items())),
+        )
+        for workflow in workflows
+        if workflow.has_body
+    }
+    shapes[TOKEN_SERVICE] = ServiceShape(TOKEN_SERVICE, "service", ("complete",), ())
+    return shapes
 
 
 def _add_handlers(
@@ -683,8 +754,10 @@ def _add_handlers(
         """Resolve a deferred's promise with an encoded exit; the first completion wins.
 
         Answers ``{"accepted": true}`` when this completion was recorded and ``{"accepted":
-        false}`` when an earlier one had won; a completion the workflow's declared deferreds
-        refuse is answered with 404 or 400 and the reason.
+        false}`` when an earlier one had won. A completion that cannot be recorded (malformed,
+        or ruled out by the workflow's declared deferreds) is answered, not failed:
+        ``{"accepted": false, "refused": "<why>"}``, so Restate counts the invocation as a
+        success (it did its job: it said no).
         """
         try:
             body: Any = json.loads(request)
@@ -704,13 +777,11 @@ def _add_handlers(
                 raise ValueError("expected {'name': str, 'exit': {'_tag': ...}}")
             exit = cast(EncodedExit, raw_exit)
         except ValueError as exc:
-            raise TerminalError(f"invalid deferred completion: {exc}", 400) from None
+            return refused(f"invalid deferred completion: {exc}")
         try:
             workflow.check_completion(name, exit)
-        except UnknownToken as exc:
-            raise TerminalError(str(exc), 404) from None
-        except PayloadInvalid as exc:
-            raise TerminalError(str(exc), 400) from None
+        except (UnknownToken, PayloadInvalid) as exc:
+            return refused(str(exc))
         try:
             await ctx.promise(name, serde=_BYTES).resolve(json.dumps(exit).encode())
         except TerminalError as err:

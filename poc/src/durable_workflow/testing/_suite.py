@@ -56,6 +56,7 @@ from .workflows import (
     nested_wf,
     parent_wf,
     park_wf,
+    patch_wf,
     race_wf,
     raced_wf,
     replayed_fan_wf,
@@ -105,6 +106,19 @@ class ConformanceEnv(Protocol):
 
         An engine that replays at every wait anyway may do nothing; Restate restarts the
         service process, so the invocation is retried and replays.
+        """
+        ...
+
+    async def deploy_patched_bodies(self) -> None:
+        """Deploy the next version of the conformance workflows: the patched bodies
+        (`durable_workflow.testing.workflows.use_patched_bodies`).
+
+        Afterwards, executions in flight continue (their next replay may run the patched
+        code, as an in-place deploy does), and executions started from now on start on the
+        patched code. The memory engine swaps the bodies in place; Restate serves the patched
+        version as a deployment of its own and registers it (the old one keeps serving what
+        started there); Temporal restarts its worker with the patched bodies. Calling it again
+        changes nothing.
         """
         ...
 
@@ -679,6 +693,30 @@ class ConformanceSuite:
         assert info.value.type_name == "asyncio.CancelledError"
         assert "cancels_itself" in info.value.message
         assert env.effects.lines(f"{p.run}-self-cancel") == ["1", "2", "3"]
+
+    # -- upgrading a body in place ----------------------------------------------------------
+
+    async def test_a_patch_keeps_a_waiting_execution_on_the_old_branch_and_new_ones_take_the_new(
+        self, env: ConformanceEnv
+    ) -> None:
+        old = _probe()
+        old_id = await patch_wf.start(old, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{old.run}-patch-waiting") >= 1)
+        await env.deploy_patched_bodies()
+        await env.force_replay()  # the waiting execution replays (on the patched code, in place)
+        new = _probe()
+        new_id = await patch_wf.start(new, engine=env.engine)
+        await eventually(lambda: env.effects.count(f"{new.run}-patch-waiting") >= 1)
+        when = datetime(2026, 12, 2, tzinfo=UTC)
+        for p, execution_id in ((old, old_id), (new, new_id)):
+            token = approval.token_for(patch_wf, execution_id)
+            await approval.succeed(token, Approval(by=p.run, at=when), engine=env.engine)
+        assert (await _poll_done(env, patch_wf, old_id)).result() == f"old:{old.run}"
+        assert (await _poll_done(env, patch_wf, new_id)).result() == f"new:{new.run}"
+        assert env.effects.count(f"{old.run}-fraud-check") == 0
+        assert env.effects.count(f"{new.run}-fraud-check") == 1
+        assert env.effects.count(f"{old.run}-greet") == 1
+        assert env.effects.count(f"{new.run}-greet") == 1
 
     async def test_a_finalizer_runs_once_however_often_the_body_was_replayed(
         self, env: ConformanceEnv

@@ -29,6 +29,7 @@ from .. import (
     all_settled,
     current_attempt,
     now,
+    patched,
     race_all,
     random,
     uuid4,
@@ -36,7 +37,7 @@ from .. import (
 from .._exit import Failure, Success
 from ._effects import SideEffects
 
-__all__ = ["Probe", "ALL_WORKFLOWS", "SLEEP", "effects"]
+__all__ = ["Probe", "ALL_WORKFLOWS", "SLEEP", "effects", "use_patched_bodies"]
 
 SLEEP = timedelta(seconds=1)
 """The durable sleep the scenarios use (virtual on the in-memory engine, real elsewhere)."""
@@ -619,6 +620,56 @@ async def _finalizer_body(p: Probe) -> str:
     return "slept twice"
 
 
+# -- an in-place patch: the body as first deployed, and patched -----------------------------
+
+PATCH_ID = "cf-fraud-check"
+"""The patch `patch_wf`'s patched body asks for."""
+
+
+@activity
+async def fraud_check(p: Probe) -> str:
+    """The step the patch adds: record that it ran."""
+    effects().record(f"{p.run}-fraud-check")
+    return "checked"
+
+
+patch_wf = Workflow(
+    "CfPatch", payload=Probe, success=str, idempotency_key=_key, deferreds=[approval]
+)
+
+
+async def _patch_body_original(p: Probe) -> str:
+    await greet(p)
+    effects().record(f"{p.run}-patch-waiting")
+    approved = await approval.wait()
+    return f"old:{approved.by}"
+
+
+async def _patch_body_patched(p: Probe) -> str:
+    await greet(p)
+    if await patched(PATCH_ID):
+        await fraud_check(p)
+        branch = "new"
+    else:
+        branch = "old"
+    effects().record(f"{p.run}-patch-waiting")
+    approved = await approval.wait()
+    return f"{branch}:{approved.by}"
+
+
+def use_patched_bodies(on: bool = True) -> None:
+    """Attach the patched bodies of the conformance workflows (``on=False``: the originals).
+
+    What `ConformanceEnv.deploy_patched_bodies` deploys: `patch_wf`'s body gains a
+    `fraud_check` step before its wait, behind ``patched("cf-fraud-check")``. A worker of the
+    patched version calls this before it registers the workflows with its engine.
+    """
+    patch_wf.body(_patch_body_patched if on else _patch_body_original)
+
+
+use_patched_bodies(False)
+
+
 ALL_WORKFLOWS: list[Workflow[Any, Any]] = [
     greet_wf,
     sleep_wf,
@@ -644,5 +695,6 @@ ALL_WORKFLOWS: list[Workflow[Any, Any]] = [
     gate_wf,
     self_cancel_wf,
     finalizer_wf,
+    patch_wf,
 ]
 """Every conformance workflow: register them all with the engine under test."""
