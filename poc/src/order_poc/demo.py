@@ -5,12 +5,13 @@ The story, told as it happens:
 1. an order is placed: the card is charged (an activity), the cooling-off period passes (a
    durable sleep), a separate warehouse client confirms with the deferred's token (plain
    HTTP), and the caller receives the receipt;
-2. the same again, with the service process killed (SIGKILL) in the middle of the sleep and
+2. the same again, with the worker process killed (SIGKILL) in the middle of the sleep and
    restarted: the workflow completes and the card was charged exactly once;
 3. a declined charge reaches the caller as the typed ``ChargeDeclined``.
 
 Every claim is checked; the exit status is 0 only if all of them held. ``--engine memory``
-runs the same workflow, unchanged, on the in-memory engine.
+runs the same workflow, unchanged, on the in-memory engine; ``--engine temporal`` on the
+Temporal dev server (see `order_poc.demo_temporal`).
 """
 
 from __future__ import annotations
@@ -88,6 +89,63 @@ def _new_order(amount_cents: int, cooling_off: float) -> Order:
 
 # -- on Restate -------------------------------------------------------------------------------
 
+_WORKER_TARGET = "order_poc.app:engine"
+
+
+def _worker_process(admin_url: str, env: dict[str, str]) -> Any:
+    """The worker command (``python -m durable_workflow.restate serve``) as a child process
+    the demo can kill and restart, built on the harness's process lifecycle."""
+    import signal
+
+    from restate_harness.process import ManagedProcess, free_ports, make_temp_dir, remove_temp_dir
+
+    class Worker(ManagedProcess):
+        _stop_signal = signal.SIGTERM  # the worker command stops gracefully on SIGTERM
+
+        def __init__(self) -> None:
+            super().__init__(startup_timeout=60.0, stop_timeout=15.0)
+            self.port = 0
+            self.dir: Path | None = None
+
+        @property
+        def _description(self) -> str:
+            return f"worker {_WORKER_TARGET} (port {self.port})"
+
+        @property
+        def bind(self) -> str:
+            return f"127.0.0.1:{self.port}"
+
+        def _prepare(self) -> None:
+            self.port = free_ports(1)[0]
+            self.dir = make_temp_dir("order-poc-worker-")
+
+        def _log_file(self) -> Path:
+            assert self.dir is not None
+            return self.dir / "worker.log"
+
+        def _command(self) -> tuple[list[str], dict[str, str], Path | None]:
+            argv = [sys.executable, "-m", "durable_workflow.restate", "serve", _WORKER_TARGET]
+            argv += ["--bind", self.bind, "--register", admin_url, "--graceful-timeout", "1"]
+            paths = [p for p in sys.path if p and Path(p).is_dir()]
+            return argv, {**os.environ, **env, "PYTHONPATH": os.pathsep.join(paths)}, None
+
+        def said(self) -> list[str]:
+            """What the command printed since its last start (its own lines)."""
+            with self._log_file().open("rb") as log:
+                log.seek(self._log_offset)
+                text = log.read().decode(errors="replace")
+            prefix = "durable_workflow.restate: "
+            return [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)]
+
+        def _is_ready(self) -> bool:
+            return "ready" in self.said()
+
+        def _cleanup(self) -> None:
+            if self.dir is not None:
+                remove_temp_dir(self.dir)
+
+    return Worker()
+
 
 async def _journal(engine: Any, execution_id: str) -> list[dict[str, Any]]:
     """The execution's journal from Restate's system tables, with each entry's label (the
@@ -159,11 +217,12 @@ async def _one_order(
     if crash is not None:
         pid = crash.pid
         crash.kill()
-        story.say(f"SIGKILL the service process (pid {pid}) in the middle of the sleep")
+        story.say(f"SIGKILL the worker process (pid {pid}) in the middle of the sleep")
         await asyncio.sleep(1.0)
         crash.restart()
         story.say(
-            f"service restarted (pid {crash.pid}); Restate resumes the workflow from its journal"
+            f"worker restarted (pid {crash.pid}): {crash.said()[-2]}; Restate resumes the "
+            "workflow from its journal"
         )
 
     async def waiting() -> bool:
@@ -239,7 +298,7 @@ async def run_on_restate(story: Story, ledger: Path) -> None:
 
     from durable_workflow import SpanIdGenerator, enable_tracing
     from durable_workflow.restate import RestateEngine
-    from restate_harness import RestateServer, ServiceProcess, ensure_server_binary
+    from restate_harness import RestateServer, ensure_server_binary
 
     from .spans import SPANS_ENV
 
@@ -255,11 +314,13 @@ async def run_on_restate(story: Story, ledger: Path) -> None:
     tracer = provider.get_tracer("order_poc.demo")
     with (
         RestateServer() as server,
-        ServiceProcess("order_poc.app:app", mode="http2", env=env) as service,
+        _worker_process(server.admin_url, env) as service,
     ):
         story.say(f"server up: ingress {server.ingress_url}, admin {server.admin_url}")
-        service.register(server)
-        story.say(f"service 'Order' served over HTTP/2 at {service.url} and registered")
+        story.say(f"worker: python -m durable_workflow.restate serve {_WORKER_TARGET} \\")
+        story.say(f"          --bind {service.bind} --register {server.admin_url}")
+        for line in service.said():
+            story.say(f"  {line}")
         engine = RestateEngine(server.ingress_url, server.admin_url)
         engine.register(order_workflow)
         try:
@@ -267,13 +328,13 @@ async def run_on_restate(story: Story, ledger: Path) -> None:
                 story.title("1. an order, end to end")
                 first = await _one_order(story, engine, server.ingress_url, tracer=tracer)
                 _show_trace(story, worker_spans, client_spans, first)
-                story.title("2. the same, with the service killed in the middle of the sleep")
+                story.title("2. the same, with the worker killed in the middle of the sleep")
                 await _one_order(story, engine, server.ingress_url, crash=service)
                 story.title("3. a declined charge")
                 await _declined(story)
         finally:
             await engine.aclose()
-    story.say("server and service stopped")
+    story.say("server and worker stopped (the worker on SIGTERM)")
 
 
 async def run_in_memory(story: Story) -> None:
@@ -307,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; 0 if every check held."""
     parser = argparse.ArgumentParser(prog="python -m order_poc.demo", description=__doc__)
     parser.add_argument(
-        "--engine", choices=["restate", "memory"], default="restate", help="where to run it"
+        "--engine",
+        choices=["restate", "temporal", "memory"],
+        default="restate",
+        help="where to run it",
     )
     args = parser.parse_args(argv)
     story = Story()
@@ -316,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[payments.LEDGER_ENV] = str(ledger)
         if args.engine == "memory":
             asyncio.run(run_in_memory(story))
+        elif args.engine == "temporal":
+            from .demo_temporal import run_on_temporal
+
+            asyncio.run(run_on_temporal(story, ledger))
         else:
             asyncio.run(run_on_restate(story, ledger))
     print()
