@@ -1,9 +1,10 @@
 """Where replay truth lives: the journals of one execution, raw restate-sdk next to ours.
 
 One workflow with one step of each kind (an activity, an activity that fails once and is
-retried, a race of two activities, a child workflow, a durable sleep, a deferred completed from
-outside, the time) runs once with raw restate-sdk and once through `durable_workflow`, on one
-restate-server node (HTTP/2 bidi); then once more on the in-memory engine. The script lists
+retried, a race of two activities, a fan-out of three activities, a child workflow, a durable
+sleep, a deferred completed from outside, the time) runs once with raw restate-sdk and once
+through `durable_workflow`, on one restate-server node (HTTP/2 bidi); then once more on the
+in-memory engine. The script lists
 
 - every journal entry Restate holds for each ``run`` invocation (``sys_journal``),
 - every invocation each execution caused (``sys_invocation``: children, completions),

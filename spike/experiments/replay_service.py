@@ -14,8 +14,8 @@ Workloads:
   creates the run's flag file, the body takes another path (``change``), as the conformance
   suite's ``drift_wf`` does.
 - ``Journal`` (`RawJournal`, `DwJournal`, children `RawChild`, `DwChild`): one of each step
-  kind (activity, retried activity, race, child workflow, sleep, deferred, time), to list
-  journals side by side.
+  kind (activity, retried activity, race, fan-out, child workflow, sleep, deferred, time), to
+  list journals side by side.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from durable_workflow import (
     TypedError,
     Workflow,
     activity,
+    all_of,
     current_attempt,
     now,
     race_all,
@@ -216,6 +217,11 @@ async def raw_journal_run(ctx: restate.WorkflowContext, req: JournalRequest) -> 
         fast=ctx.run_typed("quote-fast", quote, restate.RunOptions(), run, "fast", 0.05),
         slow=ctx.run_typed("quote-slow", quote, restate.RunOptions(), run, "slow", 0.5),
     )
+    parcels = [
+        ctx.run_typed(f"parcel-{i}", record, restate.RunOptions(), run, f"parcel {i}")
+        for i in range(3)
+    ]
+    await restate.gather(*parcels)
     await ctx.workflow_call(raw_child_run, f"{run}-child", JournalRequest(run=f"{run}-child"))
     await ctx.sleep(timedelta(milliseconds=200), name="cooling-off")
     Events().record(run, "waiting")
@@ -236,7 +242,7 @@ RAW_SERVICES = [raw_steps, raw_drift, raw_child, raw_journal]
 
 step = activity(record)
 STEPS = [step.named(f"step-{i}") for i in range(50)]
-"""Named once at import: `Activity.named` builds a codec per call (measured in replay_counts)."""
+"""Named once at import, as a loop in a body would not (`replay_counts` measures the call)."""
 approval = DurableDeferred("approval", success=str)
 steps_wf = Workflow("DwSteps", payload=StepsRequest, success=int, idempotency_key=lambda r: r.run)
 
@@ -302,6 +308,8 @@ async def reserve(run: str) -> str:
     return "reserved"
 
 
+parcel = step.named("parcel")
+"""One name for every branch of the fan-out: each branch journals it in its own scope."""
 quote_fast = activity(quote).named("quote-fast")
 quote_slow = activity(quote).named("quote-slow")
 confirmed = DurableDeferred("confirmed", success=str)
@@ -327,6 +335,7 @@ async def dw_journal_body(req: JournalRequest) -> str:
     _, winner = await race_all(
         "quote", [quote_fast(run, "fast", 0.05), quote_slow(run, "slow", 0.5)]
     )
+    await all_of("parcels", [parcel(run, f"parcel {i}") for i in range(3)])
     await child_wf.execute(JournalRequest(run=f"{run}-child"))
     await DurableClock.sleep("cooling-off", timedelta(milliseconds=200))
     Events().record(run, "waiting")
