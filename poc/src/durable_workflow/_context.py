@@ -8,6 +8,7 @@ again as the body passes the same points).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Generator
 from contextvars import ContextVar
@@ -59,6 +60,9 @@ class RunState:
     finalizers: list[Finalizer] = field(default_factory=lambda: [])
     step_names: set[tuple[str, str]] = field(default_factory=lambda: set())
     _rng: Random | None = None
+    _branch_rngs: dict[str, Random] = field(default_factory=lambda: {})
+    _branch_salt: int | None = None
+    _nows: dict[str, int] = field(default_factory=lambda: {})
 
     def claim(self, kind: str, name: str) -> None:
         """Reserve a step name for this run; a second use is a `DuplicateStepName`."""
@@ -69,10 +73,37 @@ class RunState:
 
     @property
     def rng(self) -> Random:
-        """The engine's per-execution random generator, created on first use in this run."""
-        if self._rng is None:
-            self._rng = self.engine.random(self.execution)
-        return self._rng
+        """The random generator of the current branch, created on first use in this run.
+
+        At the top of the body it is the engine's per-execution generator. Branches of a group
+        run concurrently, so drawing from one shared generator would hand out values in the
+        order the branches happened to run, which a replay need not repeat: each branch draws
+        from a generator of its own, seeded from its branch name and one value drawn once from
+        the engine's generator (the body is waiting for the group then, so that draw is at the
+        same point of the sequence on every run).
+        """
+        prefix = _BRANCH.get()
+        if not prefix:
+            if self._rng is None:
+                self._rng = self.engine.random(self.execution)
+            return self._rng
+        rng = self._branch_rngs.get(prefix)
+        if rng is None:
+            if self._branch_salt is None:
+                if self._rng is None:
+                    self._rng = self.engine.random(self.execution)
+                self._branch_salt = self._rng.getrandbits(64)
+            seed = hashlib.sha256(f"{self._branch_salt}/{prefix}".encode()).digest()
+            rng = self._branch_rngs[prefix] = Random(int.from_bytes(seed[:8], "big"))
+        return rng
+
+    def next_now_name(self) -> str:
+        """The journal name of the next `now()` of the current branch: ``now#<k>``, counted
+        per branch and scoped like a step's name, so concurrent branches cannot swap them."""
+        prefix = _BRANCH.get()
+        k = self._nows.get(prefix, 0) + 1
+        self._nows[prefix] = k
+        return f"{prefix}/now#{k}" if prefix else f"now#{k}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +229,7 @@ async def now() -> datetime:
         OutsideWorkflow: called outside a workflow body.
     """
     state = run_state("now()")
-    return await state.engine.now(state.execution)
+    return await state.engine.now(state.execution, state.next_now_name())
 
 
 def random() -> float:

@@ -369,8 +369,14 @@ class WorkflowEngine(Protocol):
         """
         ...
 
-    async def now(self, execution: Execution) -> datetime:
-        """The current time, journaled so a replay sees the same value."""
+    async def now(self, execution: Execution, name: str) -> datetime:
+        """The current time, journaled so a replay sees the same value.
+
+        ``name`` is the read's journal name, unique in the run and scoped like a step's:
+        ``now#1``, ``now#2`` at the top of a body, ``charges[2]/now#1`` in a group's branch, so
+        an engine that journals by name reads each value back for the same call even when
+        concurrent branches ran in another order.
+        """
         ...
 
     def random(self, execution: Execution) -> _random.Random:
@@ -530,7 +536,17 @@ class WorkflowRegistry:
         """The registered workflows, in registration order."""
         return list(self._workflows.values())
 
-    def _require(self, workflow: str) -> RegisteredWorkflow:
+    def registered(self, workflow: str) -> RegisteredWorkflow | None:
+        """The registered workflow of this name, or ``None``."""
+        return self._workflows.get(workflow)
+
+    def require(self, workflow: str) -> RegisteredWorkflow:
+        """The registered workflow of this name.
+
+        Raises:
+            WorkflowNotRegistered: no workflow of this name is registered (the message lists
+                the registered ones).
+        """
         found = self._workflows.get(workflow)
         if found is None:
             raise WorkflowNotRegistered(workflow, list(self._workflows))

@@ -10,3 +10,4 @@ Json: TypeAlias = "bool | int | float | str | list[Json] | dict[str, Json] | Non
 """A value that is valid JSON once serialized: what engines store and transport."""
 
 JsonObject: TypeAlias = "dict[str, Json]"
+"""A JSON object: the shape of every encoded exit, poll and journal entry."""

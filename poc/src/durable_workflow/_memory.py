@@ -219,12 +219,11 @@ _GROUP: ContextVar[_GroupRun | None] = ContextVar("durable_workflow_memory_group
 class _Run:
     """One run of an execution's body: the `Execution` handle the body sees."""
 
-    __slots__ = ("counters", "cursor", "delivered_in_group", "ex", "replayed", "waiters")
+    __slots__ = ("cursor", "delivered_in_group", "ex", "replayed", "waiters")
 
     def __init__(self, ex: _Exec) -> None:
         self.ex = ex
         self.cursor = 0
-        self.counters: dict[str, int] = {}
         self.replayed = False
         self.delivered_in_group = False
         self.waiters: dict[str, list[asyncio.Future[EncodedExit]]] = {}
@@ -240,11 +239,6 @@ class _Run:
     @property
     def headers(self) -> Mapping[str, str]:
         return self.ex.headers
-
-    def next_name(self, kind: str) -> str:
-        n = self.counters.get(kind, 0) + 1
-        self.counters[kind] = n
-        return f"{kind}#{n}"
 
 
 def _clock_key(name: str) -> str:
@@ -279,7 +273,7 @@ class InMemoryEngine(EngineBase):
         self._started = itertools.count(1)
 
     def _get(self, workflow: str, execution_id: str, *, create: bool = False) -> _Exec:
-        registered = self._require(workflow)
+        registered = self.require(workflow)
         key = (workflow, execution_id)
         ex = self._executions.get(key)
         if ex is not None and ex.finished_at is not None:
@@ -615,7 +609,7 @@ class InMemoryEngine(EngineBase):
         self, workflow: str, execution_id: str, name: str, exit: EncodedExit
     ) -> bool:
         """Record a deferred's exit (first completion wins), also before the execution starts."""
-        self._require(workflow).check_completion(name, exit)
+        self.require(workflow).check_completion(name, exit)
         return self._signal(self._get(workflow, execution_id, create=True), name, exit)
 
     # -- body side --------------------------------------------------------------------------
@@ -767,10 +761,9 @@ class InMemoryEngine(EngineBase):
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
 
-    async def now(self, execution: Execution) -> datetime:
-        """The clock's time, journaled."""
+    async def now(self, execution: Execution, name: str) -> datetime:
+        """The clock's time, journaled under ``name``."""
         run = _as_run(execution)
-        name = run.next_name("now")
         cached = self._step(run, "now", name)
         if cached is not None:
             return datetime.fromisoformat(str(cached.get("value")))
@@ -826,7 +819,7 @@ class InMemoryEngine(EngineBase):
         self, workflow: str, status: Sequence[ExecutionStatus] | None, limit: int
     ) -> list[EncodedExecution]:
         """Started executions, newest first, without those past their retention."""
-        retention = self._require(workflow).retention
+        retention = self.require(workflow).retention
         now = self.clock.now()
         found: list[tuple[_Exec, ExecutionStatus]] = []
         for key, ex in list(self._executions.items()):

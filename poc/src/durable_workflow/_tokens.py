@@ -42,8 +42,10 @@ def decode_token(token: str) -> tuple[str, str, str]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         parts: Any = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise MalformedToken(token, f"not base64url-encoded JSON ({exc})") from None
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise MalformedToken(
+            token, "not a token: expected the base64url text that token_for() returns"
+        ) from None
     if (
         not isinstance(parts, list)
         or len(parts) != 3  # pyright: ignore[reportUnknownArgumentType]

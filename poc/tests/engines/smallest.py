@@ -137,7 +137,6 @@ class _Run:
         self.cursor = 0
         """The journal position of the next step at the top of the body."""
         self.replayed = False
-        self.nows = 0
 
     @property
     def workflow_name(self) -> str:
@@ -226,8 +225,13 @@ class SmallestEngine(EngineBase):
         return {"_tag": "Pending", "status": ex.status(), "cause": cause}
 
     async def interrupt(self, workflow: str, execution_id: str) -> None:
-        """Request an interrupt; it is delivered at the body's next durable operation."""
-        self._interrupt(self._started(workflow, execution_id))
+        """Request an interrupt; it is delivered at the body's next durable operation (a
+        parked execution runs again to get it)."""
+        ex = self._started(workflow, execution_id)
+        self._interrupt(ex)
+        if ex.interrupt.done() and ex.parked.done():
+            ex.parked = _future()
+            self._start_run(ex)
 
     async def resume(self, workflow: str, execution_id: str) -> None:
         """Continue a parked execution (suspend-on-failure, nondeterminism)."""
@@ -338,11 +342,10 @@ class SmallestEngine(EngineBase):
             run.ex.interrupt_delivered = True
         return finished
 
-    async def now(self, execution: Execution) -> datetime:
-        """The current time, journaled so a replay sees the same value."""
+    async def now(self, execution: Execution, name: str) -> datetime:
+        """The current time, journaled under ``name`` so a replay sees the same value."""
         run = _as_run(execution)
-        run.nows += 1
-        entry = self._step(run, "now", f"now#{run.nows}")
+        entry = self._step(run, "now", name)
         if entry.outcome is None:
             entry.outcome = success_json(datetime.now(UTC).isoformat())
         return datetime.fromisoformat(cast(str, entry.outcome["value"]))
@@ -411,6 +414,9 @@ class SmallestEngine(EngineBase):
             run.cursor += 1
             if entry.interrupted:
                 raise InterruptSignal()
+            if entry.outcome is None and ex.interrupt_pending:
+                # The step an earlier run stopped in is done again: it takes the interrupt.
+                self._deliver_interrupt(run, entry)
         else:
             # A new step: where a requested interrupt is delivered, and journaled as delivered.
             entry = _Entry(kind, name, attempt)

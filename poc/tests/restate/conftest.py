@@ -25,6 +25,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+RESTATE_GAPS = {
+    "test_interrupting_a_parked_execution_compensates_and_ends_it_interrupted": (
+        "Restate runs the step a parked execution stopped in once more before its "
+        "cancellation reaches the body, so a step that still fails parks it again "
+        "(decision 0006, 'Parked executions')"
+    ),
+}
+"""Scenarios Restate does not meet yet (each a finding, recorded where the reason says)."""
+
+
 @dataclass
 class Deployment:
     """A server with the conformance app served and registered."""

@@ -254,7 +254,7 @@ class RestateEngine(EngineBase, BodyOperations):
             workflow, execution_id, name = decode_token(fields["token"])
         except (ValueError, TokenError) as exc:
             return refused(f"invalid deferred completion: {exc}")
-        if workflow not in self._workflows:
+        if not self.is_registered(workflow):
             return refused(f"unknown deferred token: workflow {workflow!r} is not served here")
         if "exit" in fields:
             exit = fields["exit"]
@@ -610,7 +610,7 @@ class RestateEngine(EngineBase, BodyOperations):
         """
         if parent is not None:
             return await self._child(parent, workflow, execution_id, payload, discard, headers)
-        self._require(workflow)
+        self.require(workflow)
         path = self._path(workflow, execution_id)
         await self._ingress(
             workflow,
@@ -688,7 +688,7 @@ class RestateEngine(EngineBase, BodyOperations):
 
     async def poll(self, workflow: str, execution_id: str) -> EncodedPoll:
         """``Done`` from the ingress output, else ``Pending`` with Restate's invocation status."""
-        self._require(workflow)
+        self.require(workflow)
         path = self._path(workflow, execution_id)
         response = await self._request("GET", self.ingress_url, f"/restate/workflow/{path}/output")
         if response.status_code == 404:
@@ -722,11 +722,20 @@ class RestateEngine(EngineBase, BodyOperations):
         }
 
     async def interrupt(self, workflow: str, execution_id: str) -> None:
-        """Cancel the execution's invocation (Restate cancellation, compensations still run)."""
+        """Cancel the execution's invocation (Restate cancellation, compensations still run).
+
+        A paused invocation (a parked execution) is resumed after the cancellation. Restate
+        runs the step the execution parked in once more before the cancellation reaches the
+        body (the SDK sees it only when it next awaits), so a step that still fails parks the
+        execution again, now with the interrupt pending; one that succeeds is followed by the
+        interrupt at the next durable operation, with compensations.
+        """
         row = await self._invocation(workflow, execution_id)
         if row.get("status") == "completed":
             return
         await self._admin_patch(f"invocations/{row['id']}/cancel")
+        if row.get("status") == "paused":
+            await self._admin_patch(f"invocations/{row['id']}/resume")
 
     async def resume(self, workflow: str, execution_id: str) -> None:
         """Resume a paused invocation (parked on failure); a no-op otherwise."""
@@ -753,7 +762,7 @@ class RestateEngine(EngineBase, BodyOperations):
         Raises:
             UnknownToken, PayloadInvalid: the workflow's declared deferreds refuse it.
         """
-        self._require(workflow).check_completion(name, exit)
+        self.require(workflow).check_completion(name, exit)
         path = self._path(workflow, execution_id)
         response = await self._ingress(
             workflow,
@@ -784,7 +793,7 @@ class RestateEngine(EngineBase, BodyOperations):
         ``parked``; ``completed`` is ``done``; what waits within the inactivity timeout of
         an HTTP/2 stream is still ``running``.
         """
-        self._require(workflow)
+        self.require(workflow)
         where = ""
         if status is not None:
             if not status:

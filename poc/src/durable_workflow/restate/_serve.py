@@ -34,6 +34,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..engine import WorkflowError
 from ._compat import on_signal
@@ -73,6 +74,25 @@ def _address(bind: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit():
         raise SystemExit(f"--bind expects HOST:PORT, e.g. 127.0.0.1:9080, not {bind!r}")
     return host, int(port)
+
+
+def _with_lifespan(app: Any) -> Any:
+    """The SDK's ASGI app, answering the server's lifespan messages it does not handle (else
+    hypercorn warns on every start that the app has no lifespan support)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return wrapped
 
 
 def _say(line: str) -> None:
@@ -184,7 +204,9 @@ async def serve(
         config.keep_alive_timeout = 3600
         config.errorlog = "-"
         server = asyncio.ensure_future(
-            hypercorn_serve(engine.app(), config, mode="asgi", shutdown_trigger=stop.wait)  # pyright: ignore[reportArgumentType]
+            hypercorn_serve(
+                _with_lifespan(engine.app()), config, mode="asgi", shutdown_trigger=stop.wait
+            )  # pyright: ignore[reportArgumentType]
         )
         registration: DeploymentRegistration | None = None
         try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random as _random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -133,6 +134,11 @@ def _as_execution(execution: Execution) -> RestateExecution:
 
 
 T = TypeVar("T")
+
+
+def _wall_clock() -> float:
+    """The time ``now`` journals (a function with a signature: the SDK reads its return type)."""
+    return time.time()
 
 
 def _command(call: Callable[[], T]) -> T:
@@ -573,11 +579,12 @@ class BodyOperations:
         self._cancel_children(ex)
         coordinator.cut()
 
-    async def now(self, execution: Execution) -> datetime:
-        """Restate's journaled time (``ctx.time()``)."""
+    async def now(self, execution: Execution, name: str) -> datetime:
+        """The time, journaled as a run entry named ``name`` (what ``ctx.time()`` does under
+        the name ``timestamp``), so the journal says which read it was."""
         ex = _as_execution(execution)
         self._deliver(ex)
-        seconds = await self._await(ex, _command(ex.ctx.time))
+        seconds = await self._await(ex, _command(lambda: ex.ctx.run_typed(name, _wall_clock)))
         return datetime.fromtimestamp(cast(float, seconds), UTC)
 
     def random(self, execution: Execution) -> _random.Random:
@@ -676,7 +683,7 @@ def _exit_from_terminal(err: TerminalError) -> EncodedExit:
 
 def refused(reason: str) -> bytes:
     """The answer to a completion that cannot be recorded (not a failed invocation)."""
-    return json.dumps({"accepted": False, "refused": reason}).encode()
+    return json.dumps({"accepted": False, "refused": reason}, separators=(",", ":")).encode()
 
 
 def build_services(

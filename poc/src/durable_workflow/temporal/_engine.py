@@ -294,11 +294,11 @@ class TemporalEngine(EngineBase):
 
     async def _run_workflow(self, instance: Any, args: Sequence[RawValue]) -> Any:
         info = workflow.info()
-        registered = self._workflows.get(info.workflow_type)
+        registered = self.registered(info.workflow_type)
         if registered is None or not registered.has_body:
             raise ApplicationError(
                 f"workflow {info.workflow_type!r} is not served by this worker (registered: "
-                f"{', '.join(sorted(self._workflows)) or 'none'})",
+                f"{', '.join(sorted(w.name for w in self.workflows)) or 'none'})",
                 type="WorkflowNotRegistered",
                 non_retryable=True,
             )
@@ -325,7 +325,12 @@ class TemporalEngine(EngineBase):
             except _Parked as parked:
                 instance.resumed = False
                 workflow.upsert_memo({_PARKED_MEMO: parked.cause})
-                await workflow.wait_condition(lambda: instance.resumed)
+                try:
+                    await workflow.wait_condition(lambda: instance.resumed)
+                except asyncio.CancelledError:
+                    # Interrupted while parked: run the body again to deliver it at the step
+                    # it parked in, so its compensations and finalizers run.
+                    run.interrupt_pending = True
                 workflow.upsert_memo({_PARKED_MEMO: None})
                 continue
             except InterruptSignal:
@@ -363,7 +368,7 @@ class TemporalEngine(EngineBase):
             return await self._child(
                 _as_run(parent), workflow, execution_id, payload, discard, headers
             )
-        registered = self._require(workflow)
+        registered = self.require(workflow)
         client = await self.client()
         arguments = [payload, dict(headers or {})]
         reuse = WorkflowIDReusePolicy.REJECT_DUPLICATE
@@ -429,7 +434,7 @@ class TemporalEngine(EngineBase):
 
     async def poll(self, workflow: str, execution_id: str) -> EncodedPoll:
         """``Done`` with the outcome, or ``Pending`` from Temporal's description."""
-        self._require(workflow)
+        self.require(workflow)
         client = await self.client()
         handle = self._handle(client, execution_id)
         try:
@@ -440,7 +445,7 @@ class TemporalEngine(EngineBase):
             raise _unavailable(self.address, exc) from exc
         if description.workflow_type != workflow:
             raise ExecutionNotFound(workflow, execution_id)
-        if _past(description, self._require(workflow).retention):
+        if _past(description, self.require(workflow).retention):
             raise ExecutionNotFound(workflow, execution_id)  # forgotten, as on the other engines
         status = description.status
         if status != WorkflowExecutionStatus.RUNNING:
@@ -484,7 +489,7 @@ class TemporalEngine(EngineBase):
         Raises:
             UnknownToken, PayloadInvalid: the workflow's declared deferreds refuse it.
         """
-        self._require(workflow).check_completion(name, exit)
+        self.require(workflow).check_completion(name, exit)
         client = await self.client()
         start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
             workflow,
@@ -737,7 +742,7 @@ class TemporalEngine(EngineBase):
         run.finished[key] = exit
         return exit
 
-    async def now(self, execution: Execution) -> datetime:
+    async def now(self, execution: Execution, name: str) -> datetime:
         """Temporal's workflow time (``workflow.now()``), the same on replay."""
         _as_run(execution)
         return workflow.now()
@@ -768,7 +773,7 @@ class TemporalEngine(EngineBase):
     ) -> list[EncodedExecution]:
         """Temporal's visibility list of the workflow type, newest first; a running execution
         is classified as `poll` would (running, suspended or parked)."""
-        self._require(workflow)
+        self.require(workflow)
         client = await self.client()
         rows: list[EncodedExecution] = []
         query = f"WorkflowType = {json.dumps(workflow)}"
@@ -792,7 +797,7 @@ class TemporalEngine(EngineBase):
                 {
                     "execution_id": execution.id,
                     "status": row_status,
-                    "cause": cast(EncodedExit | None, cause),
+                    "cause": cast("EncodedExit | None", cause),
                     "created_at": execution.start_time.isoformat(),
                 }
             )
@@ -877,7 +882,7 @@ class PortableWorkflow:
 
 def _check(request: Any) -> None:
     name, exit = _completion(request)
-    registered = _engine_here()._workflows.get(workflow.info().workflow_type)  # pyright: ignore[reportPrivateUsage]
+    registered = _engine_here().registered(workflow.info().workflow_type)
     if registered is None:
         raise ApplicationError("this workflow is not served here", non_retryable=True)
     try:

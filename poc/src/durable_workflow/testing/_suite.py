@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import pytest
 
@@ -56,6 +57,7 @@ from .workflows import (
     nested_wf,
     parent_wf,
     park_wf,
+    parked_saga_wf,
     patch_wf,
     race_wf,
     raced_wf,
@@ -156,7 +158,20 @@ class ConformanceSuite:
             @pytest.fixture
             def env(self, tmp_path): ...
         ```
+
+    Attributes:
+        known_gaps: Scenarios this engine does not meet yet, by test name, each with the
+            finding that says why (and where it is recorded). They are skipped with that
+            reason, so a run lists every gap; the suite itself stays unchanged.
     """
+
+    known_gaps: ClassVar[Mapping[str, str]] = {}
+
+    @pytest.fixture(autouse=True)
+    def _skip_known_gaps(self, request: pytest.FixtureRequest) -> None:
+        reason = self.known_gaps.get(request.node.originalname)  # pyright: ignore[reportUnknownMemberType, reportAttributeAccessIssue]
+        if reason is not None:
+            pytest.skip(f"known gap: {reason}")
 
     # -- execute, poll, ids --------------------------------------------------------------------
 
@@ -478,6 +493,54 @@ class ConformanceSuite:
         assert done.result() == "recovered"
         assert env.effects.count(f"{p.run}-greet") == 1
         assert env.effects.count(f"{p.run}-parkable") >= 2
+
+    async def test_list_shows_each_execution_in_its_state_with_a_parked_ones_cause(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        env.effects.set_flag(f"park-{p.run}")
+        parked_id = await park_wf.start(p, engine=env.engine)
+        await _poll_parked(env, park_wf, parked_id)
+        q = _probe()
+        done_id = await greet_wf.start(q, engine=env.engine)
+        await _poll_done(env, greet_wf, done_id)
+
+        async def both_listed() -> bool:
+            parked = {
+                s.execution_id: s for s in await park_wf.list(status="parked", engine=env.engine)
+            }
+            done = {s.execution_id for s in await greet_wf.list(status="done", engine=env.engine)}
+            return parked_id in parked and done_id in done
+
+        await eventually(both_listed, what="the parked and the finished execution to be listed")
+        (summary,) = [
+            s for s in await park_wf.list(engine=env.engine) if s.execution_id == parked_id
+        ]
+        assert summary.status == "parked"
+        assert isinstance(summary.cause, Defect) and "dependency down" in summary.cause.message
+        assert summary.created_at is not None
+        running = await greet_wf.list(status=["running", "suspended", "parked"], engine=env.engine)
+        assert done_id not in {s.execution_id for s in running}
+        env.effects.set_flag(f"park-{p.run}", on=False)
+        await park_wf.resume(parked_id, engine=env.engine)
+        await _poll_done(env, park_wf, parked_id)
+
+    async def test_interrupting_a_parked_execution_compensates_and_ends_it_interrupted(
+        self, env: ConformanceEnv
+    ) -> None:
+        p = _probe()
+        env.effects.set_flag(f"park-{p.run}")
+        execution_id = await parked_saga_wf.start(p, engine=env.engine)
+        await _poll_parked(env, parked_saga_wf, execution_id)
+        attempts = env.effects.count(f"{p.run}-parkable")
+        await parked_saga_wf.interrupt(execution_id, engine=env.engine)
+        done = await _poll_done(env, parked_saga_wf, execution_id)
+        with pytest.raises(Interrupted):
+            done.result()
+        assert env.effects.lines(f"{p.run}-fan-steps") == [f"undo-hello {p.run}"]
+        assert env.effects.lines(f"{p.run}-outcome") == ["Interrupted"]
+        assert env.effects.count(f"{p.run}-greet") == 1
+        assert env.effects.count(f"{p.run}-parkable") == attempts, "no attempt after the interrupt"
 
     # -- races ----------------------------------------------------------------------------------
 

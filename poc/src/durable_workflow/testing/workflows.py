@@ -279,6 +279,22 @@ async def _park_body(p: Probe) -> str:
     return await parkable(p)
 
 
+parked_saga_wf = Workflow(
+    "CfParkedSaga", payload=Probe, success=str, idempotency_key=_key, suspend_on_failure=True
+)
+
+
+@parked_saga_wf.body
+async def _parked_saga_body(p: Probe) -> str:
+    async def on_end(outcome: Success[Any] | Failure) -> None:
+        tag = "success" if isinstance(outcome, Success) else type(outcome.error).__name__
+        effects().record(f"{p.run}-outcome", tag)
+
+    add_finalizer(on_end)
+    await greet(p).with_compensation(lambda v: undo(p, v))
+    return await parkable(p)
+
+
 race_wf = Workflow("CfRace", payload=Probe, success=str, idempotency_key=_key)
 
 
@@ -685,6 +701,7 @@ ALL_WORKFLOWS: list[Workflow[Any, Any]] = [
     duplicate_wf,
     determinism_wf,
     drift_wf,
+    parked_saga_wf,
     fan_wf,
     children_wf,
     fail_fast_wf,
