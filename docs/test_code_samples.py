@@ -12,6 +12,16 @@ does not show:
 The reason in parentheses is required; a skipped sample is still compiled, and shows up as a
 skipped test with its reason.
 
+A page whose samples only make sense against a live server (a walkthrough with console
+commands, worker output and files to save) names the test that runs them all instead, with one
+comment anywhere on the page:
+
+    <!-- samples: run by poc/tests/restate/test_docs_restate.py (why, or where) -->
+
+Its samples are then not run here; they are compiled, the named test must exist and name the
+page, and the page shows up as a skipped test saying which test runs its samples and in which
+lane. That test finds the page's fences with `extract_fences`.
+
 What a sample prints can be shown in the fence that follows it, marked the same way; the test
 then compares the sample's standard output with that fence, line by line:
 
@@ -46,6 +56,10 @@ _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[A-Za-z0-9_+-]*)[^`]*$
 _SKIP = re.compile(r"^\s*<!--\s*sample:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->\s*$")
 _OUTPUT = re.compile(r"^\s*<!--\s*sample:\s*output\s*-->\s*$")
 _MARKER = re.compile(r"<!--\s*sample:")
+_RUN_BY = re.compile(
+    r"^\s*<!--\s*samples:\s*run by\s+(?P<test>[\w./-]+\.py)\s*(?:\((?P<where>[^)]+)\))?\s*-->\s*$",
+    re.MULTILINE,
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,44 @@ def _fence_at(lines: list[str], i: int, path: Path) -> tuple[str, int] | None:
 
 def _body(lines: list[str], start: int, end: int) -> str:
     return textwrap.dedent("\n".join(lines[start:end]))
+
+
+@dataclass(frozen=True)
+class Fence:
+    """One fenced block of any language: where its code starts, its language, its code, and
+    the line right before the fence (where markers go; empty for the first line)."""
+
+    path: Path
+    line: int  # 1-based line of the first code line
+    lang: str
+    code: str
+    marker: str
+
+
+def extract_fences(text: str, path: Path) -> list[Fence]:
+    """Every fenced block of a Markdown text, in order (fences inside fences are code)."""
+    lines = text.splitlines()
+    fences: list[Fence] = []
+    i = 0
+    while i < len(lines):
+        fence = _fence_at(lines, i, path)
+        if fence is None:
+            i += 1
+            continue
+        lang, end = fence
+        marker = lines[i - 1].strip() if i > 0 else ""
+        fences.append(Fence(path, i + 2, lang, _body(lines, i + 1, end), marker))
+        i = end + 1
+    return fences
+
+
+def samples_run_by(text: str) -> tuple[str, str] | None:
+    """The test that runs a page's samples (repository path) and where it runs, if the page
+    names one with ``<!-- samples: run by ... -->``."""
+    found = _RUN_BY.search(text)
+    if found is None:
+        return None
+    return found["test"], (found["where"] or "").strip()
 
 
 def extract_samples(text: str, path: Path) -> list[Sample]:
@@ -127,7 +179,17 @@ def _pages() -> list[Path]:
 
 
 def _pages_with_samples() -> list[Path]:
-    return [p for p in _pages() if extract_samples(p.read_text(encoding="utf-8"), p)]
+    """Pages whose samples run here (not those that name another test for them)."""
+    return [
+        p
+        for p in _pages()
+        if samples_run_by(p.read_text(encoding="utf-8")) is None
+        and extract_samples(p.read_text(encoding="utf-8"), p)
+    ]
+
+
+def _pages_run_elsewhere() -> list[Path]:
+    return [p for p in _pages() if samples_run_by(p.read_text(encoding="utf-8")) is not None]
 
 
 def _run_page(samples: list[Sample]) -> None:
@@ -193,6 +255,32 @@ def test_samples_marked_skip_are_reported_with_their_reasons() -> None:
         pytest.skip("; ".join(f"{s.path.relative_to(ROOT)}:{s.line}: {s.skip}" for s in skipped))
 
 
+@pytest.mark.parametrize("page", _pages_run_elsewhere(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_page_whose_samples_another_test_runs_names_a_test_that_runs_them(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    named = samples_run_by(text)
+    assert named is not None
+    runner, where = named
+    relative = page.relative_to(ROOT).as_posix()
+    test_file = ROOT / runner
+    assert test_file.is_file(), f"{relative} says its samples run in {runner}, which is missing"
+    assert relative in test_file.read_text(encoding="utf-8"), (
+        f"{runner} does not name {relative}: it cannot be the test that runs its samples"
+    )
+    fences = [f for f in extract_fences(text, page) if f.lang in ("python", "console", "text")]
+    for fence in fences:
+        if fence.lang == "python":
+            compile(fence.code, f"{relative}:{fence.line}", "exec", ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    kinds = ", ".join(
+        f"{sum(f.lang == lang for f in fences)} {lang}"
+        for lang in ("python", "console", "text")
+        if any(f.lang == lang for f in fences)
+    )
+    pytest.skip(
+        f"{relative}: its samples ({kinds}) run in {runner}" + (f", {where}" if where else "")
+    )
+
+
 def test_the_site_has_samples_to_run() -> None:
     assert _pages_with_samples(), "no ```python samples found: is the extractor broken?"
 
@@ -236,6 +324,21 @@ def test_the_extractor_finds_python_fences_with_their_lines_and_skip_markers() -
         (13, "y = x + 1", None, None),
         (18, "import restate", "needs a running restate-server", None),
         (22, 'print("hi")', None, "hi"),
+    ]
+
+
+def test_a_page_can_name_the_test_that_runs_its_samples() -> None:
+    text = "# Page\n\n<!-- samples: run by poc/tests/test_page.py (integration lane) -->\n"
+    assert samples_run_by(text) == ("poc/tests/test_page.py", "integration lane")
+    assert samples_run_by("# Page\n\n<!-- sample: skip (reason) -->\n") is None
+
+
+def test_the_fence_extractor_finds_every_language_with_its_marker() -> None:
+    text = "<!-- sample: output -->\n```text\nhi\n```\n\n```console\n$ nox\n```\n"
+    fences = extract_fences(text, Path("page.md"))
+    assert [(f.line, f.lang, f.code, f.marker) for f in fences] == [
+        (3, "text", "hi", "<!-- sample: output -->"),
+        (7, "console", "$ nox", ""),
     ]
 
 
