@@ -12,7 +12,8 @@ import nox
 nox.options.sessions = ["lint", "typecheck", "tests", "integration", "docs"]
 nox.options.reuse_venv = "yes"
 
-PACKAGES = ["poc/src", "harness/src"]
+PACKAGES = ["poc/src", "harness/src", "poc/tests/typing"]
+"""What pyright checks: the packages, and what it must say to a user of the API."""
 
 
 @nox.session

@@ -10,25 +10,48 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import statistics
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .dbos_bench import DbosResult
 from .memory_bench import MemoryResult
 from .restate_bench import ModeResult, SideRuns
-from .stats import p90
+from .stats import bootstrap_ci, p90, spread
 
-__all__ = ["TARGET", "Row", "build_rows", "results_json", "markdown_table", "write_chart"]
+__all__ = [
+    "TARGET",
+    "Row",
+    "build_rows",
+    "merge_results",
+    "merge_section",
+    "refresh",
+    "load_results",
+    "save_results",
+    "engines_section",
+    "engines_table",
+    "markdown_table",
+    "document_rows",
+    "update_marked",
+    "update_page",
+    "write_chart",
+]
 
 TARGET = 1.10
 """The issue's target for ours against raw restate-sdk."""
 
 _MODE_TITLE = {"http2": "HTTP/2 (hypercorn)", "http1": "HTTP/1.1 (uvicorn)"}
-_SHAPE_TITLE = {"poc": "POC shape", "n1": "1 step", "n10": "10 steps", "n50": "50 steps"}
+_SHAPE_TITLE = {
+    "poc": "POC shape",
+    "n1": "1 step",
+    "n10": "10 steps",
+    "n50": "50 steps",
+    "fan50": "fan-out of 50 trivial activities",
+}
 
 
 @dataclass
@@ -253,54 +276,66 @@ def _memory_rows(memory: MemoryResult) -> list[Row]:
     return rows
 
 
-def _peer_rows(dbos: DbosResult, http2: ModeResult | None) -> list[Row]:
-    if not dbos.available or http2 is None:
+def _peer_rows(document: Mapping[str, Any]) -> list[Row]:
+    """Ours on Restate (HTTP/2) against DBOS, from the samples stored in ``document``: both
+    parts' latest runs, whichever invocation of the bench measured them."""
+    samples: Mapping[str, Any] = document.get("samples", {})
+    dbos: Mapping[str, Any] = samples.get("dbos") or {}
+    http2: Mapping[str, Any] = samples.get("http2") or {}
+    if not dbos.get("available") or not http2:
         return []
+    latency: Mapping[str, Any] = http2.get("latency_ms", {})
+    dbos_latency: Mapping[str, list[float]] = dbos.get("latency_ms", {})
+    dbos_cpu: Mapping[str, float] = dbos.get("cpu_ms_per_workflow", {})
+    cpu_rows = {
+        row.get("shape"): row
+        for row in document.get("rows", [])
+        if row.get("group") == "restate"
+        and row.get("mode") == "http2"
+        and row.get("metric") == "service_cpu"
+    }
     base = "DBOS on embedded SQLite (same machine, same step function)"
     rows: list[Row] = []
     for shape in ("n1", "n10", "n50"):
-        if shape not in http2.latency or shape not in dbos.latency_ms:
+        if shape not in latency or shape not in dbos_latency:
             continue
-        ours = http2.latency[shape]["ours"]
-        raw = http2.latency[shape]["raw"]
+        ours, raw = latency[shape]["ours"], latency[shape]["raw"]
+        extra: dict[str, float] = {"raw_restate_ms": round(statistics.median(raw), 3)}
+        cpu = cpu_rows.get(shape)
+        if cpu is not None:
+            server = float(cpu.get("extra", {}).get("ours_server_cpu_ms", 0.0))
+            extra["ours_cpu_ms_service_plus_server"] = round(float(cpu["ours_ms"]) + server, 3)
+        if shape in dbos_cpu:
+            extra["dbos_cpu_ms"] = round(float(dbos_cpu[shape]), 3)
         rows.append(
             _row(
                 f"Peer, {_SHAPE_TITLE[shape]}: latency median, ours on Restate HTTP/2 vs DBOS",
-                _median(ours),
-                statistics.median(dbos.latency_ms[shape]),
+                statistics.median(ours),
+                statistics.median(dbos_latency[shape]),
                 "peer",
                 "latency_median",
                 base,
                 shape=shape,
                 mode="http2",
-                extra={
-                    "raw_restate_ms": round(_median(raw), 3),
-                    "ours_cpu_ms_service_plus_server": round(sum(ours.per_workflow().values()), 3),
-                    "dbos_cpu_ms": round(dbos.cpu_ms_per_workflow[shape], 3),
-                },
+                extra=extra,
             )
         )
-    if "n1" in dbos.latency_ms and "n50" in dbos.latency_ms and "n50" in http2.latency:
-        ours_slope = (
-            _median(http2.latency["n50"]["ours"]) - _median(http2.latency["n1"]["ours"])
-        ) / 49
-        dbos_slope = (
-            statistics.median(dbos.latency_ms["n50"]) - statistics.median(dbos.latency_ms["n1"])
-        ) / 49
+    if "n1" in dbos_latency and "n50" in dbos_latency and {"n1", "n50"} <= set(latency):
         rows.append(
             _row(
                 "Peer: cost per step (latency, N=1 to 50), ours on Restate HTTP/2 vs DBOS",
-                ours_slope,
-                dbos_slope,
+                slope(latency["n1"]["ours"], latency["n50"]["ours"]),
+                slope(dbos_latency["n1"], dbos_latency["n50"]),
                 "peer",
                 "per_step",
                 base,
                 mode="http2",
             )
         )
-    if dbos.throughput_per_s and "n1" in http2.throughput:
-        ours_rate = statistics.median(http2.throughput["n1"]["ours"].ms)
-        dbos_rate = statistics.median(dbos.throughput_per_s)
+    throughput: Mapping[str, Any] = http2.get("throughput_per_s", {})
+    if dbos.get("throughput_per_s") and "n1" in throughput:
+        ours_rate = statistics.median(throughput["n1"]["ours"])
+        dbos_rate = statistics.median(dbos["throughput_per_s"])
         rows.append(
             _row(
                 "Peer, 1 step: throughput, 200 workflows, 16 in flight, ours (HTTP/2) vs DBOS",
@@ -317,18 +352,19 @@ def _peer_rows(dbos: DbosResult, http2: ModeResult | None) -> list[Row]:
     return rows
 
 
-def build_rows(
-    modes: Sequence[ModeResult], memory: MemoryResult | None, dbos: DbosResult | None
-) -> list[Row]:
-    """Every row of the run, Restate first (HTTP/2, then HTTP/1.1), then memory, then peer."""
+def slope(n1: Sequence[float], n50: Sequence[float]) -> float:
+    """Cost per step: the slope between the 1-step and 50-step medians, (T50 - T1) / 49."""
+    return (statistics.median(n50) - statistics.median(n1)) / 49
+
+
+def build_rows(modes: Sequence[ModeResult], memory: MemoryResult | None) -> list[Row]:
+    """The rows this run measured, Restate first (HTTP/2, then HTTP/1.1), then memory; the
+    peer rows are derived from the merged results (`refresh`)."""
     rows: list[Row] = []
     for result in modes:
         rows.extend(_restate_rows(result))
     if memory is not None:
         rows.extend(_memory_rows(memory))
-    if dbos is not None:
-        http2 = next((m for m in modes if m.mode == "http2"), None)
-        rows.extend(_peer_rows(dbos, http2))
     return rows
 
 
@@ -350,7 +386,24 @@ def memory_summary(modes: Sequence[ModeResult], dbos: DbosResult | None) -> dict
     return summary
 
 
-def results_json(
+_GROUP_ORDER = {"restate": 0, "memory": 1, "peer": 2}
+_MODE_ORDER = {"http2": 0, "http1": 1}
+
+
+def _row_json(row: Row) -> dict[str, Any]:
+    item = asdict(row)
+    item["over_target"] = row.over_target
+    return item
+
+
+def row_of(item: Mapping[str, Any]) -> Row:
+    """A `Row` back from its JSON object."""
+    names = {f.name for f in fields(Row)}
+    return Row(**{k: v for k, v in item.items() if k in names})
+
+
+def merge_results(
+    document: dict[str, Any],
     rows: Sequence[Row],
     machine: dict[str, Any],
     modes: Sequence[ModeResult],
@@ -358,13 +411,38 @@ def results_json(
     dbos: DbosResult | None,
     command: str,
 ) -> dict[str, Any]:
-    """The JSON document: machine, command, rows, memory, and the raw samples."""
-    rows_json: list[dict[str, Any]] = []
-    for row in rows:
-        item = asdict(row)
-        item["over_target"] = row.over_target
-        rows_json.append(item)
-    samples: dict[str, Any] = {}
+    """Merge what this run of the ``restate``, ``memory`` and ``dbos`` parts measured into
+    ``document`` (the existing ``results.json``, or ``{}``), in place.
+
+    Only what was measured is replaced: the rows, samples and memory readings of each serving
+    mode that ran, the in-memory rows if that part ran, DBOS's samples if it ran. Every other
+    part's rows and objects (``cluster``, ``temporal``, a mode that did not run) stay as they
+    were; derived rows and tables are recomputed by `refresh`. The top-level ``machine`` and
+    ``command`` describe the run of the Restate rows (what the site's status reports), so they
+    change only when a Restate mode ran; each part's own run is in ``runs``.
+    """
+    ran_modes = {m.mode for m in modes}
+
+    def kept(item: Mapping[str, Any]) -> bool:
+        group = item.get("group")
+        if group == "peer":
+            return False  # derived, see refresh
+        if group == "restate":
+            return item.get("mode") not in ran_modes
+        if group == "memory":
+            return memory is None
+        return True
+
+    merged = [dict(item) for item in document.get("rows", []) if kept(item)]
+    merged += [_row_json(row) for row in rows]
+    merged.sort(
+        key=lambda r: (
+            _GROUP_ORDER.get(str(r.get("group")), 9),
+            _MODE_ORDER.get(str(r.get("mode")), 9),
+        )
+    )
+    document["rows"] = merged
+    samples: dict[str, Any] = document.setdefault("samples", {})
     for result in modes:
         samples[result.mode] = {
             "latency_ms": {
@@ -390,14 +468,312 @@ def results_json(
         }
     if memory is not None:
         samples["memory_engine"] = asdict(memory)
+    document.setdefault("memory", {}).update(memory_summary(modes, dbos))
+    if modes or "machine" not in document:
+        previous = document.get("machine", {}).get("other_load_share", {})
+        shares = {**previous, **machine.get("other_load_share", {})}
+        document["machine"] = {**machine, "other_load_share": shares}
+        document["command"] = command
+    document["target_ratio"] = TARGET
+    return document
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """The existing results document, or ``{}`` when there is none (or it is unreadable)."""
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cast(dict[str, Any], document) if isinstance(document, dict) else {}
+
+
+def save_results(path: Path, document: Mapping[str, Any]) -> Path:
+    """Write the document atomically (a temp file renamed over ``path``); its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def merge_section(path: Path, key: str, section: Mapping[str, Any]) -> dict[str, Any]:
+    """Set one part's object (``cluster``, ``temporal``) of the results at ``path``, leave
+    the rest as it is, recompute what is derived, write it; the merged document."""
+    document = load_results(path)
+    document[key] = dict(section)
+    refresh(document)
+    save_results(path, document)
+    return document
+
+
+def refresh(document: dict[str, Any]) -> dict[str, Any]:
+    """Recompute, in place, what is derived from several parts: the peer rows (ours on
+    Restate vs DBOS) and the cross-engine ``engines`` object."""
+    rows = [r for r in document.get("rows", []) if r.get("group") != "peer"]
+    rows += [_row_json(row) for row in _peer_rows(document)]
+    document["rows"] = rows
+    engines = engines_section(document)
+    if engines["rows"]:
+        document["engines"] = engines
+    return document
+
+
+# -- one table across engines ----------------------------------------------------------------
+
+
+def _ratio_of_medians(draw: Mapping[str, Sequence[float]]) -> float:
+    base = statistics.median(draw["base"])
+    return statistics.median(draw["ours"]) / base if base > 0 else math.inf
+
+
+def _ratio_of_slopes(draw: Mapping[str, Sequence[float]]) -> float:
+    base = slope(draw["base1"], draw["base50"])
+    return slope(draw["ours1"], draw["ours50"]) / base if base > 0 else math.inf
+
+
+def _latency_cell(ours: Sequence[float], base: Sequence[float] | None) -> dict[str, Any]:
+    cell: dict[str, Any] = {"ours": spread(ours)}
+    if base:
+        cell["baseline"] = spread(base)
+        cell["ratio"] = round(statistics.median(ours) / statistics.median(base), 3)
+        low, high = bootstrap_ci({"ours": ours, "base": base}, _ratio_of_medians)
+        cell["ratio_ci95"] = [round(low, 3), round(high, 3)]
+    return cell
+
+
+def _step_cell(
+    ours1: Sequence[float],
+    ours50: Sequence[float],
+    base1: Sequence[float] | None,
+    base50: Sequence[float] | None,
+) -> dict[str, Any]:
+    cell: dict[str, Any] = {"ours": {"slope": round(slope(ours1, ours50), 4)}}
+    if base1 and base50:
+        base = slope(base1, base50)
+        cell["baseline"] = {"slope": round(base, 4)}
+        cell["ratio"] = round(slope(ours1, ours50) / base, 3) if base > 0 else math.inf
+        draws = {"ours1": ours1, "ours50": ours50, "base1": base1, "base50": base50}
+        low, high = bootstrap_ci(draws, _ratio_of_slopes)
+        cell["ratio_ci95"] = [round(low, 3), round(high, 3)]
+    return cell
+
+
+def _run_note(
+    run: Mapping[str, Any] | None, fallback: Mapping[str, Any], mode: str | None = None
+) -> dict[str, Any]:
+    """Where a cross-engine row comes from: commit, time, command and the other load."""
+    source = run or fallback
+    keys = ("commit", "measured_at", "command", "load_average_before", "load_average_after")
+    note = {k: source[k] for k in keys if k in source}
+    other: Any = source.get("foreign_cpu_share")
+    if other is None and mode is not None:
+        shares: Mapping[str, Any] = source.get("other_load_share") or {}
+        other = shares.get(mode)
+    note["other_load"] = other
+    return note
+
+
+def engines_section(document: Mapping[str, Any]) -> dict[str, Any]:
+    """POC shape, 1 step and cost per step for every engine in the stored results: each
+    engine's medians with min and p90, and its ratio to the baseline of its own run (with a
+    95% bootstrap interval from the samples). The engines were measured in different runs
+    (see each row's ``run``): compare ratios across rows, absolute numbers with care."""
+    samples: Mapping[str, Any] = document.get("samples", {})
+    runs: Mapping[str, Any] = document.get("runs", {})
+    machine: Mapping[str, Any] = document.get("machine", {})
+    rows: list[dict[str, Any]] = []
+    mem: Mapping[str, Any] = samples.get("memory_engine") or {}
+    if mem.get("per_workflow_us"):
+        per_workflow: Mapping[str, Mapping[str, float]] = mem["per_workflow_us"]
+        per_activity: Mapping[str, float] = mem.get("per_activity_us", {})
+
+        def us(value: float) -> dict[str, float]:
+            return {"median": round(value / 1000, 4)}
+
+        def mem_cell(values: Mapping[str, float] | None) -> dict[str, Any] | None:
+            if not values:
+                return None
+            return {
+                "ours": us(values["ours"]),
+                "baseline": us(values["plain"]),
+                "ratio": round(values["ours"] / values["plain"], 3),
+            }
+
+        step = None
+        if per_activity:
+            step = {
+                "ours": {"slope": round(per_activity["ours"] / 1000, 5)},
+                "baseline": {"slope": round(per_activity["plain"] / 1000, 5)},
+                "ratio": round(per_activity["ours"] / per_activity["plain"], 3),
+                "how": "(T(50 steps) - T(0 steps)) / 50, medians of 200 runs",
+            }
+        rows.append(
+            {
+                "engine": "in-memory",
+                "title": "ours on InMemoryEngine (in process, real clock)",
+                "baseline": "the same async functions awaited directly",
+                "poc": mem_cell(per_workflow.get("poc")),
+                "n1": mem_cell(per_workflow.get("n1")),
+                "per_step": step,
+                "run": _run_note(runs.get("memory"), machine),
+                "spread": "medians only (the in-memory part keeps no samples)",
+            }
+        )
+    for mode, title in (("http2", "HTTP/2 (hypercorn)"), ("http1", "HTTP/1.1 (uvicorn)")):
+        data: Mapping[str, Any] = samples.get(mode) or {}
+        lat: Mapping[str, Mapping[str, list[float]]] = data.get("latency_ms", {})
+        if not lat:
+            continue
+        rows.append(
+            {
+                "engine": f"restate-{mode}",
+                "title": f"ours on RestateEngine, {title}, one restate-server node",
+                "baseline": "raw restate-sdk, same server, same run",
+                "poc": _latency_cell(lat["poc"]["ours"], lat["poc"]["raw"])
+                if "poc" in lat
+                else None,
+                "n1": _latency_cell(lat["n1"]["ours"], lat["n1"]["raw"]) if "n1" in lat else None,
+                "per_step": _step_cell(
+                    lat["n1"]["ours"], lat["n50"]["ours"], lat["n1"]["raw"], lat["n50"]["raw"]
+                )
+                if "n1" in lat and "n50" in lat
+                else None,
+                "run": _run_note(runs.get(f"restate/{mode}"), machine, mode),
+            }
+        )
+    temporal: Mapping[str, Any] = document.get("temporal") or {}
+    tlat: Mapping[str, Mapping[str, list[float]]] = temporal.get("samples", {}).get(
+        "latency_ms", {}
+    )
+    if tlat:
+        rows.append(
+            {
+                "engine": "temporal",
+                "title": "ours on TemporalEngine, one tuned dev server, workers in process",
+                "baseline": "raw temporalio (unsandboxed, like the engine), same server, same run",
+                "poc": _latency_cell(tlat["poc"]["ours"], tlat["poc"]["raw"])
+                if "poc" in tlat
+                else None,
+                "n1": _latency_cell(tlat["n1"]["ours"], tlat["n1"]["raw"])
+                if "n1" in tlat
+                else None,
+                "per_step": _step_cell(
+                    tlat["n1"]["ours"], tlat["n50"]["ours"], tlat["n1"]["raw"], tlat["n50"]["raw"]
+                )
+                if "n1" in tlat and "n50" in tlat
+                else None,
+                "run": _run_note(temporal, {}),
+            }
+        )
+    dbos: Mapping[str, Any] = samples.get("dbos") or {}
+    dlat: Mapping[str, list[float]] = dbos.get("latency_ms", {})
+    if dbos.get("available") and dlat:
+        rows.append(
+            {
+                "engine": "dbos",
+                "title": f"DBOS {dbos.get('version') or ''} on embedded SQLite (no layer)",
+                "baseline": None,
+                "poc": None,
+                "n1": _latency_cell(dlat["n1"], None) if "n1" in dlat else None,
+                "per_step": _step_cell(dlat["n1"], dlat["n50"], None, None)
+                if "n1" in dlat and "n50" in dlat
+                else None,
+                "run": _run_note(runs.get("dbos"), machine),
+                "not_measured": "the POC shape (the DBOS peer runs the step workflows only)",
+            }
+        )
     return {
-        "machine": machine,
-        "command": command,
-        "target_ratio": TARGET,
-        "rows": rows_json,
-        "memory": memory_summary(modes, dbos),
-        "samples": samples,
+        "what": (
+            "POC shape and 1-step latency and the cost per step (latency slope from 1 to 50 "
+            "steps) on every engine; each engine's ratio is to the baseline of its own run"
+        ),
+        "rows": rows,
     }
+
+
+def _unit(value: float) -> tuple[float, str]:
+    """The value in ms, or in µs below 1 ms."""
+    return (value * 1000, "µs") if value < 1 else (value, "ms")
+
+
+def _num(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _spread_text(cell: Mapping[str, Any] | None, side: str = "ours") -> str:
+    """``median unit (min-p90)``, or the slope, of one side of a cell."""
+    if not cell or side not in cell:
+        return "not measured" if side == "ours" else ""
+    value: Mapping[str, float] = cell[side]
+    if "slope" in value:
+        number, unit = _unit(float(value["slope"]))
+        return f"{_num(number)} {unit}"
+    number, unit = _unit(float(value["median"]))
+    text = f"{_num(number)} {unit}"
+    if "min" in value:
+        scale = 1000 if unit == "µs" else 1
+        low, high = float(value["min"]) * scale, float(value["p90"]) * scale
+        text += f" ({_num(low)}-{_num(high)})"
+    return text
+
+
+def _ratio_text(cell: Mapping[str, Any] | None) -> str:
+    if not cell or "ratio" not in cell:
+        return ""
+    text = f"{float(cell['ratio']):.2f}"
+    if "ratio_ci95" in cell:
+        low, high = cell["ratio_ci95"]
+        text += f" ({low:.2f}-{high:.2f})"
+    return text
+
+
+_ENGINE_TITLE = {
+    "in-memory": "in-memory",
+    "restate-http2": "Restate, HTTP/2",
+    "restate-http1": "Restate, HTTP/1.1",
+    "temporal": "Temporal (tuned dev server)",
+    "dbos": "DBOS on SQLite (peer)",
+}
+
+
+def engines_table(section: Mapping[str, Any]) -> str:
+    """The cross-engine table: for the POC shape and the cost per step, ours and the
+    baseline of the same run (median, with min-p90 where samples were kept) and the ratio
+    with its 95% bootstrap interval; the 1-step latency; then where each row comes from."""
+    lines = [
+        "| engine | POC shape: ours | baseline | ratio | cost per step: ours | baseline | ratio "
+        "| 1 step: ours |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in section.get("rows", []):
+        cells = [_ENGINE_TITLE.get(str(row["engine"]), str(row["engine"]))]
+        for key in ("poc", "per_step"):
+            cell = row.get(key)
+            cells += [_spread_text(cell), _spread_text(cell, "baseline"), _ratio_text(cell)]
+        cells.append(_spread_text(row.get("n1")))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| engine | ours | baseline | measured |", "|---|---|---|---|"]
+    for row in section.get("rows", []):
+        run: Mapping[str, Any] = row.get("run", {})
+        parts = [
+            f"commit `{run['commit']}`" if run.get("commit") else "",
+            str(run.get("measured_at", "")),
+            f"other load {float(run['other_load']):.0%} of the cores"
+            if run.get("other_load") is not None
+            else "",
+        ]
+        when = ", ".join(part for part in parts if part)
+        lines.append(
+            f"| {_ENGINE_TITLE.get(str(row['engine']), row['engine'])} | {row['title']} "
+            f"| {row.get('baseline') or 'none (compared with ours on Restate in the peer rows)'} "
+            f"| {when or 'unknown'} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _fmt_ms(value: float) -> str:
@@ -458,24 +834,33 @@ def markdown_table(rows: Sequence[Row]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-_TABLE_START = "<!-- bench:table:start -->"
-_TABLE_END = "<!-- bench:table:end -->"
-
-
-def update_page(page: Path, table: str) -> bool:
-    """Replace the table between the page's markers; whether the page had them."""
+def update_marked(page: Path, name: str, table: str) -> bool:
+    """Replace the text between the page's ``<!-- bench:<name>:start -->`` and
+    ``<!-- bench:<name>:end -->`` markers; whether the page had them."""
     if not page.exists():
         return False
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     text = page.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(_TABLE_START) + r".*?" + re.escape(_TABLE_END), re.S)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         return False
-    replacement = f"{_TABLE_START}\n{table}{_TABLE_END}"
+    replacement = f"{start}\n{table}{end}"
     page.write_text(pattern.sub(lambda _: replacement, text), encoding="utf-8")
     return True
 
 
+def update_page(page: Path, table: str) -> bool:
+    """Replace the table between the page's ``bench:table`` markers; whether it had them."""
+    return update_marked(page, "table", table)
+
+
+def document_rows(document: Mapping[str, Any]) -> list[Row]:
+    """The document's top-level rows (Restate, memory, peer) as `Row` objects."""
+    return [row_of(item) for item in document.get("rows", [])]
+
+
 _SHORT_MODE = {"http2": "H2", "http1": "H1.1"}
+_SHORT_SHAPE = {"fan50": "fan-out of 50"}
 _SHORT_METRIC = {
     "latency_median": "latency p50",
     "latency_p90": "latency p90",
@@ -484,6 +869,7 @@ _SHORT_METRIC = {
     "per_step_cpu": "per step (service CPU)",
     "throughput": "throughput 200@16",
     "client_latency_median": "client path p50",
+    "process_cpu": "CPU/wf (worker process)",
 }
 
 
@@ -491,29 +877,42 @@ def _short(row: Row) -> str:
     """A chart label: mode, shape, metric."""
     parts = [_SHORT_MODE.get(row.mode or "", row.mode or "")]
     if row.shape:
-        parts.append(_SHAPE_TITLE[row.shape])
-    return " ".join(parts) + ": " + _SHORT_METRIC.get(row.metric, row.metric)
+        parts.append(_SHORT_SHAPE.get(row.shape, _SHAPE_TITLE[row.shape]))
+    metric = _SHORT_METRIC.get(row.metric, row.metric)
+    if row.group == "temporal" and row.metric == "per_step_cpu":
+        metric = "per step (worker process CPU)"
+    return " ".join(parts) + ": " + metric
 
 
-def write_chart(rows: Sequence[Row], path: Path, dbos: DbosResult | None) -> None:
-    """Left: every ours/raw ratio with the 1.10 target. Right: latency medians by steps."""
+def write_chart(document: Mapping[str, Any], path: Path) -> None:
+    """Left: every ours/raw ratio (Restate with the 1.10 target, then Temporal) with the A/A
+    control. Right: latency medians by number of steps on every engine, log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    restate = [r for r in rows if r.group == "restate"]
+    restate = [r for r in document_rows(document) if r.group == "restate"]
+    section: Mapping[str, Any] = document.get("temporal") or {}
+    temporal = [row_of(item) for item in section.get("rows", [])]
+    bars = restate + temporal
     fig, (left, right) = plt.subplots(
-        1, 2, figsize=(14, max(6.0, 0.24 * len(restate) + 1.5)), width_ratios=[1.5, 1]
+        1, 2, figsize=(14, max(6.0, 0.24 * len(bars) + 1.5)), width_ratios=[1.5, 1]
     )
-    labels = [_short(r) for r in restate]
-    ratios = [r.ratio for r in restate]
-    colors = ["#c0392b" if r.over_target else "#2e86c1" for r in restate]
-    ys = list(range(len(restate)))[::-1]
+    labels = [
+        _short(r) if r.group == "restate" else ("Temporal " + _short(r).strip()).replace(" :", ":")
+        for r in bars
+    ]
+    ratios = [r.ratio for r in bars]
+    colors = [
+        "#27ae60" if r.group == "temporal" else "#c0392b" if r.over_target else "#2e86c1"
+        for r in bars
+    ]
+    ys = list(range(len(bars)))[::-1]
     left.barh(ys, ratios, color=colors)
     controls = [
         (y, r.extra["control_ratio"])
-        for y, r in zip(ys, restate, strict=True)
+        for y, r in zip(ys, bars, strict=True)
         if "control_ratio" in r.extra
     ]
     if controls:
@@ -534,13 +933,15 @@ def write_chart(rows: Sequence[Row], path: Path, dbos: DbosResult | None) -> Non
     left.set_xlim(max(0.0, low - 0.05), high + 0.08)
     for y, ratio in zip(ys, ratios, strict=True):
         left.text(ratio + 0.005, y, f"{ratio:.2f}", va="center", fontsize=6)
-    left.set_xlabel("ours / raw restate-sdk (lower is better; red: over the target)")
-    left.set_title("Portable layer vs raw restate-sdk, same server, same run", fontsize=10)
+    left.set_xlabel(
+        "ours / raw SDK (lower is better; blue/red: Restate, red over the target; green: Temporal)"
+    )
+    left.set_title("Portable layer vs the raw SDK, same server, same run", fontsize=10)
     left.legend(loc="lower right", fontsize=8)
 
     steps = [1, 10, 50]
     series: dict[str, list[float | None]] = {}
-    for mode, title in (("http2", "HTTP/2"), ("http1", "HTTP/1.1")):
+    for mode, title in (("http2", "Restate HTTP/2"), ("http1", "Restate HTTP/1.1")):
         for side in ("ours", "raw"):
             values: list[float | None] = []
             for n in steps:
@@ -555,17 +956,28 @@ def write_chart(rows: Sequence[Row], path: Path, dbos: DbosResult | None) -> Non
                     else None
                 )
             series[f"{side}, {title}"] = values
-    if dbos is not None and dbos.available:
+    for side in ("ours", "raw"):
+        values = []
+        for n in steps:
+            match = [r for r in temporal if r.shape == f"n{n}" and r.metric == "latency_median"]
+            values.append(
+                (match[0].ours_ms if side == "ours" else match[0].baseline_ms) if match else None
+            )
+        series[f"{side}, Temporal"] = values
+    dbos: Mapping[str, Any] = document.get("samples", {}).get("dbos") or {}
+    if dbos.get("available"):
+        latency: Mapping[str, list[float]] = dbos.get("latency_ms", {})
         series["DBOS, SQLite"] = [
-            statistics.median(dbos.latency_ms[f"n{n}"]) if f"n{n}" in dbos.latency_ms else None
-            for n in steps
+            statistics.median(latency[f"n{n}"]) if f"n{n}" in latency else None for n in steps
         ]
     styles = {
-        "ours, HTTP/2": ("#2e86c1", "-"),
-        "raw, HTTP/2": ("#2e86c1", ":"),
-        "ours, HTTP/1.1": ("#d35400", "-"),
-        "raw, HTTP/1.1": ("#d35400", ":"),
-        "DBOS, SQLite": ("#27ae60", "-."),
+        "ours, Restate HTTP/2": ("#2e86c1", "-"),
+        "raw, Restate HTTP/2": ("#2e86c1", ":"),
+        "ours, Restate HTTP/1.1": ("#d35400", "-"),
+        "raw, Restate HTTP/1.1": ("#d35400", ":"),
+        "ours, Temporal": ("#27ae60", "-"),
+        "raw, Temporal": ("#27ae60", ":"),
+        "DBOS, SQLite": ("#7d3c98", "-."),
     }
     for name, values in series.items():
         points = [(n, v) for n, v in zip(steps, values, strict=True) if v is not None]
@@ -580,25 +992,13 @@ def write_chart(rows: Sequence[Row], path: Path, dbos: DbosResult | None) -> Non
                 label=name,
             )
     right.set_xlabel("activities per workflow")
-    right.set_ylabel("end-to-end latency, median (ms)")
-    right.set_title("One workflow at a time, send + attach", fontsize=10)
+    right.set_ylabel("end-to-end latency, median (ms, log scale)")
+    right.set_yscale("log")
+    right.set_title("One workflow at a time, start to result", fontsize=10)
     right.set_xticks(steps)
-    right.grid(alpha=0.3)
+    right.grid(alpha=0.3, which="both")
     right.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)  # pyright: ignore[reportUnknownMemberType]
     plt.close(fig)
-
-
-def results_path(out: Path) -> Path:
-    """Where the JSON goes."""
-    return out / "results.json"
-
-
-def write_json(document: dict[str, Any], out: Path) -> Path:
-    """Write the results JSON; its path."""
-    path = results_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path

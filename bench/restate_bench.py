@@ -13,6 +13,8 @@ Both sides are driven by the same code through the same ingress calls, on one sh
   with ``{"name", "exit"}``, the layer's wire format; raw: ``confirm`` with the bare value),
   then ``GET /restate/workflow/<Svc>/<key>/attach``.
 - N-step shape: ``run/send`` with ``{"run_id", "n", "pad"}``, then ``attach``.
+- Fan-out shape: the same, to the fan-out services (ours: ``all_of`` over N activities; raw: N
+  ``ctx.run_typed`` joined with ``restate.gather``).
 
 Latency runs interleave the sides one workflow at a time, cycling through every order of the
 sides (A B C, A C B, B A C, ...) after a warm-up; the third side is a second copy of the raw app
@@ -46,11 +48,12 @@ from . import shapes
 from .apps import raw as raw_app
 from .apps import raw_control
 from .stats import RssSampler, cpu_seconds, read_status_kb, system_busy_seconds
-from .workflows import POC_WORKFLOW, STEPS_WORKFLOW, steps_workflow
+from .workflows import FAN_WORKFLOW, POC_WORKFLOW, STEPS_WORKFLOW, steps_workflow
 
 __all__ = [
     "Mode",
     "SHAPES",
+    "FAN_SHAPES",
     "Side",
     "OURS",
     "RAW",
@@ -65,8 +68,11 @@ __all__ = [
 Mode = Literal["http1", "http2"]
 SideName = Literal["ours", "raw", "control"]
 
-SHAPES: dict[str, int | None] = {"poc": None, "n1": 1, "n10": 10, "n50": 50}
-"""The measured shapes: the POC, and N-step workflows (the value is N)."""
+SHAPES: dict[str, int | None] = {"poc": None, "n1": 1, "n10": 10, "n50": 50, "fan50": 50}
+"""The measured shapes: the POC, N-step workflows and fan-outs (the value is N)."""
+
+FAN_SHAPES = frozenset({"fan50"})
+"""The shapes that run N activities at once (the fan-out services) instead of in a row."""
 
 _JSON = {"content-type": "application/json"}
 
@@ -79,6 +85,7 @@ class Side:
     app: str
     poc_service: str
     steps_service: str
+    fan_service: str
     complete_handler: str
 
     def completion(self) -> bytes:
@@ -90,12 +97,15 @@ class Side:
         return json.dumps(value).encode()
 
 
-OURS = Side("ours", "bench.apps.ours:app", POC_WORKFLOW, STEPS_WORKFLOW, COMPLETE_HANDLER)
+OURS = Side(
+    "ours", "bench.apps.ours:app", POC_WORKFLOW, STEPS_WORKFLOW, FAN_WORKFLOW, COMPLETE_HANDLER
+)
 RAW = Side(
     "raw",
     "bench.apps.raw:app",
     raw_app.POC_SERVICE,
     raw_app.STEPS_SERVICE,
+    raw_app.FAN_SERVICE,
     raw_app.CONFIRM_HANDLER,
 )
 CONTROL = Side(
@@ -103,6 +113,7 @@ CONTROL = Side(
     "bench.apps.raw_control:app",
     raw_control.POC_SERVICE,
     raw_control.STEPS_SERVICE,
+    raw_control.FAN_SERVICE,
     raw_app.CONFIRM_HANDLER,
 )
 """A second raw app in its own process: the A/A control of the latency runs."""
@@ -113,7 +124,7 @@ class Plan:
     """How much to measure (`Plan.quick` for a smoke run)."""
 
     latency_iterations: dict[str, int] = field(
-        default_factory=lambda: {"poc": 100, "n1": 100, "n10": 60, "n50": 30}
+        default_factory=lambda: {"poc": 100, "n1": 100, "n10": 60, "n50": 30, "fan50": 30}
     )
     warmup: int = 5
     throughput_total: int = 200
@@ -129,7 +140,7 @@ class Plan:
     def quick(cls) -> Plan:
         """A few iterations of everything: checks the machinery, not the numbers."""
         return cls(
-            latency_iterations={"poc": 6, "n1": 6, "n10": 4, "n50": 3},
+            latency_iterations={"poc": 6, "n1": 6, "n10": 4, "n50": 3, "fan50": 3},
             warmup=1,
             throughput_total=32,
             throughput_rounds={"poc": 1, "n1": 1, "n10": 1, "n50": 1},
@@ -205,7 +216,7 @@ class Driver:
             )
             await self._post(f"{service}/{key}/{side.complete_handler}/send", side.completion())
         else:
-            service = side.steps_service
+            service = side.fan_service if shape in FAN_SHAPES else side.steps_service
             body = shapes.new_steps_input(key, n).model_dump_json().encode()
             sent = await self._post(f"{service}/{key}/run/send", body)
         return str(sent["invocationId"]), await self._attach(service, key)

@@ -16,6 +16,8 @@ __all__ = [
     "PAD",
     "MAX_STEPS",
     "STEP_NAMES",
+    "FAN_GROUP",
+    "FAN_BRANCH_NAMES",
     "Order",
     "Charge",
     "WarehouseConfirmation",
@@ -24,6 +26,7 @@ __all__ = [
     "StepIO",
     "charge_card",
     "step",
+    "fan_in",
     "new_order",
     "new_steps_input",
     "CONFIRMATION",
@@ -38,6 +41,13 @@ MAX_STEPS = 50
 
 STEP_NAMES = [f"step-{i}" for i in range(MAX_STEPS)]
 """The journal name of each step (names are unique per execution on both sides)."""
+
+FAN_GROUP = "fan"
+"""The fan-out's group name (ours: `all_of`'s name; it scopes the branches' journal names)."""
+
+FAN_BRANCH_NAMES = [f"{FAN_GROUP}[{i}]/step" for i in range(MAX_STEPS)]
+"""The journal name of each branch's step: what ours journals for activity ``step`` in branch
+``i`` of group ``fan``, and the names the raw fan-out gives its runs (same names, same bytes)."""
 
 DEFERRED_NAME = "warehouse-confirmed"
 """The POC's deferred (ours) / workflow promise (raw)."""
@@ -66,6 +76,11 @@ async def charge_card(order: Order) -> Charge:
 async def step(value: StepIO) -> StepIO:
     """One trivial step of the N-step workflow."""
     return StepIO(i=value.i + 1, pad=value.pad)
+
+
+def fan_in(values: list[StepIO], pad: str) -> StepIO:
+    """Join the fan-out's branch values into the workflow's result (both sides)."""
+    return StepIO(i=sum(v.i for v in values), pad=pad)
 
 
 CONFIRMATION = WarehouseConfirmation(warehouse="LIS", slot="A7")

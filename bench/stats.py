@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import statistics
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ __all__ = [
     "median",
     "p90",
     "summary",
+    "spread",
+    "bootstrap_ci",
     "machine",
     "read_status_kb",
     "cpu_seconds",
@@ -45,6 +48,41 @@ def summary(values: Sequence[float]) -> dict[str, float]:
         "max": max(values),
         "n": float(len(values)),
     }
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Min, median and p90 of a sample, rounded for the results (ms)."""
+    return {
+        "min": round(min(values), 3),
+        "median": round(median(values), 3),
+        "p90": round(p90(values), 3),
+    }
+
+
+def bootstrap_ci(
+    samples: Mapping[str, Sequence[float]],
+    statistic: Callable[[Mapping[str, Sequence[float]]], float],
+    *,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 13,
+) -> tuple[float, float]:
+    """A percentile bootstrap confidence interval of ``statistic`` over independent samples.
+
+    Each sample (e.g. ``{"ours": [...], "raw": [...]}``) is resampled with replacement on its
+    own, ``resamples`` times, and ``statistic`` computed on each draw; the interval is the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of those values. Seeded, so a run's
+    interval is reproducible from its samples.
+    """
+    rng = random.Random(seed)
+    values: list[float] = []
+    for _ in range(resamples):
+        draw = {name: rng.choices(sample, k=len(sample)) for name, sample in samples.items()}
+        values.append(statistic(draw))
+    values.sort()
+    low = values[int((1 - level) / 2 * (resamples - 1))]
+    high = values[int((1 + level) / 2 * (resamples - 1))]
+    return low, high
 
 
 def _cpu_model() -> str:

@@ -8,13 +8,23 @@ are the very functions the raw restate-sdk app runs (`bench.shapes`).
   zero-length durable sleep, a deferred (completed from outside right after submitting), then
   the journaled time for the receipt.
 - ``OursSteps``: ``n`` activities in a row, each under its own journal name.
+- ``OursFan``: ``n`` activities at once with `all_of` (no concurrency bound), joined: one
+  activity ``step`` that every branch journals in its own scope (``fan[<i>]/step``).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from durable_workflow import Activity, DurableClock, DurableDeferred, Workflow, activity, now
+from durable_workflow import (
+    Activity,
+    DurableClock,
+    DurableDeferred,
+    Workflow,
+    activity,
+    all_of,
+    now,
+)
 
 from . import shapes
 from .shapes import Order, Receipt, StepIO, StepsInput, WarehouseConfirmation
@@ -22,15 +32,18 @@ from .shapes import Order, Receipt, StepIO, StepsInput, WarehouseConfirmation
 __all__ = [
     "POC_WORKFLOW",
     "STEPS_WORKFLOW",
+    "FAN_WORKFLOW",
     "charge_card",
     "STEPS",
     "warehouse_confirmed",
     "poc_workflow",
     "steps_workflow",
+    "fan_workflow",
 ]
 
 POC_WORKFLOW = "OursPoc"
 STEPS_WORKFLOW = "OursSteps"
+FAN_WORKFLOW = "OursFan"
 
 charge_card = activity(shapes.charge_card)
 """The POC activity: the shared function as an `Activity`."""
@@ -75,3 +88,17 @@ async def run_steps(request: StepsInput) -> StepIO:
     for index in range(request.n):
         value = await STEPS[index](value)
     return value
+
+
+fan_workflow = Workflow(
+    FAN_WORKFLOW, payload=StepsInput, success=StepIO, idempotency_key=lambda s: s.run_id
+)
+
+
+@fan_workflow.body
+async def fan_out(request: StepsInput) -> StepIO:
+    """``request.n`` activities at once, joined; the branches need no names of their own."""
+    values = await all_of(
+        shapes.FAN_GROUP, [_step(StepIO(i=i, pad=request.pad)) for i in range(request.n)]
+    )
+    return shapes.fan_in(values, request.pad)

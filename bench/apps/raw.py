@@ -11,6 +11,8 @@ receipt.
 - ``RawPoc``: ``run`` (the POC shape) and the shared handler ``confirm``, which the driver
   calls right after submitting (``POST /RawPoc/<key>/confirm/send``).
 - ``RawSteps``: ``run`` with ``n`` ``ctx.run_typed`` steps in a row.
+- ``RawFan``: ``run`` with ``n`` ``ctx.run_typed`` futures created at once, joined with
+  ``restate.gather`` (the SDK's own combinator), then read in order.
 
 `build` makes the same services under other names: `bench.apps.raw_control` serves a second
 copy as an A/A control.
@@ -25,10 +27,11 @@ import restate
 from bench import shapes
 from bench.shapes import Charge, Order, Receipt, StepIO, StepsInput, WarehouseConfirmation
 
-__all__ = ["app", "build", "POC_SERVICE", "STEPS_SERVICE", "CONFIRM_HANDLER"]
+__all__ = ["app", "build", "POC_SERVICE", "STEPS_SERVICE", "FAN_SERVICE", "CONFIRM_HANDLER"]
 
 POC_SERVICE = "RawPoc"
 STEPS_SERVICE = "RawSteps"
+FAN_SERVICE = "RawFan"
 CONFIRM_HANDLER = "confirm"
 
 _CHARGE = restate.RunOptions[Charge](type_hint=Charge)
@@ -64,15 +67,29 @@ async def run_steps(ctx: restate.WorkflowContext, request: StepsInput) -> StepIO
     return value
 
 
-def build(poc_name: str, steps_name: str) -> list[restate.Workflow]:
-    """The two Restate workflow services, under the given names."""
+async def fan_out(ctx: restate.WorkflowContext, request: StepsInput) -> StepIO:
+    """``request.n`` ``ctx.run_typed`` futures at once, joined with ``restate.gather``; each run
+    under the name ours journals for the same branch (``fan[<i>]/step``)."""
+    futures = [
+        ctx.run_typed(shapes.FAN_BRANCH_NAMES[i], shapes.step, _STEP, StepIO(i=i, pad=request.pad))
+        for i in range(request.n)
+    ]
+    await restate.gather(*futures)
+    values = [await future for future in futures]
+    return shapes.fan_in(values, request.pad)
+
+
+def build(poc_name: str, steps_name: str, fan_name: str) -> list[restate.Workflow]:
+    """The three Restate workflow services, under the given names."""
     poc = restate.Workflow(poc_name)
     poc.main(name="run")(place_order)
     poc.handler(name=CONFIRM_HANDLER)(confirm)
     steps = restate.Workflow(steps_name)
     steps.main(name="run")(run_steps)
-    return [poc, steps]
+    fan = restate.Workflow(fan_name)
+    fan.main(name="run")(fan_out)
+    return [poc, steps, fan]
 
 
-app = restate.app(build(POC_SERVICE, STEPS_SERVICE))
+app = restate.app(build(POC_SERVICE, STEPS_SERVICE, FAN_SERVICE))
 """The ASGI app (what `ServiceProcess` serves)."""

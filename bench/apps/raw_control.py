@@ -1,5 +1,5 @@
-"""A second copy of the raw restate-sdk app (services ``CtlPoc``, ``CtlSteps``): the A/A
-control.
+"""A second copy of the raw restate-sdk app (services ``CtlPoc``, ``CtlSteps``, ``CtlFan``):
+the A/A control.
 
 The latency runs drive it interleaved with the other two sides, exactly like the baseline.
 Its ratio to the baseline measures the noise floor of the method (two identical apps in two
@@ -12,10 +12,11 @@ import restate
 
 from bench.apps.raw import build
 
-__all__ = ["app", "POC_SERVICE", "STEPS_SERVICE"]
+__all__ = ["app", "POC_SERVICE", "STEPS_SERVICE", "FAN_SERVICE"]
 
 POC_SERVICE = "CtlPoc"
 STEPS_SERVICE = "CtlSteps"
+FAN_SERVICE = "CtlFan"
 
-app = restate.app(build(POC_SERVICE, STEPS_SERVICE))
+app = restate.app(build(POC_SERVICE, STEPS_SERVICE, FAN_SERVICE))
 """The ASGI app (what `ServiceProcess` serves)."""

@@ -14,7 +14,14 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from durable_workflow import Defect, EngineUnavailable, Pending, Workflow, WorkflowNotRegistered
+from durable_workflow import (
+    Defect,
+    EngineDefinitionError,
+    EngineUnavailable,
+    Pending,
+    Workflow,
+    WorkflowNotRegistered,
+)
 from durable_workflow.restate import RestateEngine
 
 INGRESS = ["http://n1:8080", "http://n2:8080", "http://n3:8080"]
@@ -105,7 +112,7 @@ def test_the_first_urls_are_the_single_url_attributes() -> None:
 
 
 def test_an_empty_list_of_urls_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least one ingress URL"):
+    with pytest.raises(EngineDefinitionError, match=r"at least one ingress URL, e\.g\. http://"):
         RestateEngine([], ADMIN)
 
 

@@ -48,8 +48,8 @@ class WorkflowDefinitionError(WorkflowError, TypeError):
 
 
 class EngineDefinitionError(WorkflowDefinitionError):
-    """An engine does not implement the engine contract, or was handed another engine's
-    execution handle."""
+    """An engine does not implement the engine contract, was handed another engine's
+    execution handle, or was configured with something it cannot use (e.g. no URL)."""
 
 
 class PayloadInvalid(WorkflowError, ValueError):

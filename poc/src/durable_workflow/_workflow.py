@@ -6,10 +6,10 @@ import builtins
 import hashlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast, overload
 
 from ._codec import Codec, Json
 from ._context import RunState, body_scope, current_run
@@ -107,6 +107,10 @@ def _canonical_json(value: Json) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_PayloadT = TypeVar("_PayloadT")
+"""The payload type of a workflow declared without a result type."""
+
+
 class Workflow(Generic[P, R]):
     """A durable workflow: a name, typed payload/result/errors, and a body attached later.
 
@@ -150,6 +154,36 @@ class Workflow(Generic[P, R]):
             return Receipt(order_id=order.id, charge_id=charge_id)
         ```
     """
+
+    @overload
+    def __init__(
+        self: Workflow[_PayloadT, None],
+        name: str,
+        *,
+        payload: type[_PayloadT] | Any,
+        success: None = None,
+        errors: Sequence[type[TypedError]] = (),
+        idempotency_key: Callable[[_PayloadT], str] | None = None,
+        capture_defects: bool = True,
+        suspend_on_failure: bool = False,
+        deferreds: Sequence[DurableDeferred[Any]] = (),
+        retention: timedelta | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        name: str,
+        *,
+        payload: type[P] | Any,
+        success: type[R] | Any,
+        errors: Sequence[type[TypedError]] = (),
+        idempotency_key: Callable[[P], str] | None = None,
+        capture_defects: bool = True,
+        suspend_on_failure: bool = False,
+        deferreds: Sequence[DurableDeferred[Any]] = (),
+        retention: timedelta | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -220,7 +254,7 @@ class Workflow(Generic[P, R]):
             text = repr((code.co_code, code.co_consts, code.co_names)).encode() if code else b""
         return hashlib.sha256(text).hexdigest()[:16]
 
-    def execution_id(self, payload: P | Any) -> str:
+    def execution_id(self, payload: P | Mapping[str, Any]) -> str:
         """The deterministic execution id for a payload.
 
         The hex of the first 16 bytes of SHA-256 over ``"<name>-<idempotency key>"``, as in
@@ -245,7 +279,9 @@ class Workflow(Generic[P, R]):
         state = current_run()
         return state.engine if state is not None else current_engine()
 
-    async def execute(self, payload: P | Any, *, engine: WorkflowEngine | None = None) -> R:
+    async def execute(
+        self, payload: P | Mapping[str, Any], *, engine: WorkflowEngine | None = None
+    ) -> R:
         """Run the workflow for ``payload`` (or join its existing execution) and return its value.
 
         Inside a workflow body this runs a child workflow, journaled in the parent.
@@ -299,7 +335,9 @@ class Workflow(Generic[P, R]):
         """
         return _ChildCall(self, payload, discard=False)
 
-    async def start(self, payload: P | Any, *, engine: WorkflowEngine | None = None) -> str:
+    async def start(
+        self, payload: P | Mapping[str, Any], *, engine: WorkflowEngine | None = None
+    ) -> str:
         """Start the workflow for ``payload`` without waiting; return the execution id.
 
         Starting a payload that already has an execution joins it (same id, no second run).

@@ -21,6 +21,7 @@ from ..engine import (
     EncodedExit,
     EncodedPoll,
     EngineBase,
+    EngineDefinitionError,
     EngineUnavailable,
     Execution,
     ExecutionNotFound,
@@ -86,7 +87,10 @@ def _url_list(urls: str | Sequence[str], what: str) -> tuple[str, ...]:
     """One URL or several, in order, without trailing slashes."""
     listed = [urls] if isinstance(urls, str) else list(urls)
     if not listed:
-        raise ValueError(f"RestateEngine needs at least one {what} URL")
+        raise EngineDefinitionError(
+            f"RestateEngine needs at least one {what} URL, e.g. "
+            f"{'http://127.0.0.1:8080' if what == 'ingress' else 'http://127.0.0.1:9070'}"
+        )
     return tuple(url.rstrip("/") for url in listed)
 
 
