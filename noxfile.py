@@ -75,3 +75,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: the cost of portability against raw restate-sdk, printed as ratios."""
     session.install("-e", ".[dev,bench]")
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session(default=False)
+def soak(session: nox.Session) -> None:
+    """Soak run: thousands of workflows, ours and raw over HTTP/2, every slow one explained."""
+    session.install("-e", ".[dev,bench]")
+    session.run("python", "-m", "bench.soak", *session.posargs)

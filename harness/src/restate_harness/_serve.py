@@ -66,6 +66,9 @@ def _serve_hypercorn(app: AsgiApp, port: int, graceful_timeout: float) -> None:
     # Restate keeps HTTP/2 connections open and multiplexes invocations over them.
     config.h2_max_concurrent_streams = 2**31 - 1
     config.keep_alive_timeout = 3600
+    # hypercorn closes a connection after 1,000 requests (HTTP/2 streams too) while
+    # streams are still open on it, failing every invocation in flight: see docs/soak.md.
+    config.keep_alive_max_requests = 2**31 - 1
     config.accesslog = "-"
     config.errorlog = "-"
     # hypercorn's signature is partly untyped (its WSGI branch); the app is an ASGI callable.
