@@ -14,17 +14,16 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 from ._codec import Codec, Json
 from ._context import (
+    BRANCH,
     SCOPE,
     ExecutionInfo,
     InActivity,
     RunState,
-    current_run,
     in_branch,
     run_state,
-    scoped,
 )
-from ._engine import ActivityInvocation, ParkRequest
-from ._errors import WorkflowDefinitionError
+from ._engine import ActivityInvocation, Execution, ParkRequest
+from ._errors import DuplicateStepName, WorkflowDefinitionError
 from ._exit import (
     EncodedExit,
     decode_exit,
@@ -37,12 +36,20 @@ from ._step import Step
 from ._tracing import set_outcome
 from ._typed_error import TypedError
 
-__all__ = ["Activity", "ActivityCall", "RetryPolicy", "activity", "activity_type_named"]
+__all__ = [
+    "Activity",
+    "ActivityCall",
+    "RetryPolicy",
+    "activity",
+    "activity_type_named",
+    "InlineActivities",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _MISSING: Any = object()
+_new_call: Any = object.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +177,7 @@ class Activity(Generic[P, R]):
         process, and return its encoded exit (for engines that run the work elsewhere, e.g. a
         Temporal activity worker; see `durable_workflow.engine.run_activity`)."""
         args, kwargs = self._argument_codec().decode(arguments)
-        call = ActivityCall(self, functools.partial(self.fn, *args, **kwargs), args, kwargs)
+        call = ActivityCall(self, None, args, kwargs)
         return await call._work_once(  # pyright: ignore[reportPrivateUsage]
             info.workflow, info.execution_id, self.name, info.attempt or 1, None
         )
@@ -191,7 +198,17 @@ class Activity(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> ActivityCall[R]:
         """Bind arguments; await the returned step to run it."""
-        return ActivityCall(self, functools.partial(self.fn, *args, **kwargs), args, kwargs)
+        # ActivityCall(self, None, args, kwargs) without the constructor's frames: this runs
+        # for every step of every body.
+        call: ActivityCall[R] = _new_call(ActivityCall)
+        call.name = self.name
+        call._compensation = None  # pyright: ignore[reportPrivateUsage]
+        call.activity = self
+        call._work = None  # pyright: ignore[reportPrivateUsage]
+        call._args = args  # pyright: ignore[reportPrivateUsage]
+        call._kwargs = kwargs  # pyright: ignore[reportPrivateUsage]
+        call._live = None  # pyright: ignore[reportPrivateUsage]
+        return call
 
     def __repr__(self) -> str:
         return f"<Activity {self.name!r}>"
@@ -279,6 +296,42 @@ def activity_type_named(name: str, where: str | None = None) -> Activity[Any, An
 def _cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+class InlineActivities:
+    """An engine whose journal can take a new activity step in the body's own coroutine.
+
+    Before a single-attempt activity at the top of a body (not in a group branch, not traced,
+    no suspend-on-failure), the portable layer asks `inline_slot`. When the engine answers with
+    a slot, the layer runs the work itself, in the body's coroutine, exactly as
+    `ActivityInvocation.run` would, and hands the exit to `inline_record`: what
+    ``activity_execute`` does for a new step, without an invocation and the coroutines in
+    between. When it answers ``None``, the step goes through ``activity_execute`` as usual.
+
+    An engine opts in by inheriting from this class (the in-memory engine does: its journal is
+    a list in the same process, so the layers around a step cost more than the step).
+    """
+
+    __slots__ = ()
+
+    def inline_slot(self, execution: Execution) -> object | None:
+        """A slot for a new attempt at this point of ``execution``'s journal, or ``None`` when
+        the step must go through ``activity_execute`` (a replay, an interrupt to deliver)."""
+        return None
+
+    def inline_record(self, slot: object, name: str, exit: EncodedExit) -> None:
+        """Journal the exit of attempt 1 of activity ``name`` in the slot `inline_slot` gave."""
+        raise NotImplementedError
+
+
+def _self_cancelled(name: str, attempt: int) -> EncodedExit:
+    # The work cancelled itself (or something it awaited was cancelled): a failure of this
+    # attempt, retried under the policy, never a silent hang.
+    return defect_json(
+        "asyncio.CancelledError",
+        f"the work of activity {name!r} was cancelled (attempt {attempt}); it "
+        "raised CancelledError without being interrupted",
+    )
 
 
 _WorkKey = tuple[str, str, str, int]
@@ -397,14 +450,18 @@ class _Attempt(ActivityInvocation):
 
 
 class ActivityCall(Step[R]):
-    """An activity bound to its arguments: a `Step` that runs it with retries."""
+    """An activity bound to its arguments: a `Step` that runs it with retries.
+
+    The work of an attempt is ``work()``, or, without ``work``, the activity's function called
+    with ``args`` and ``kwargs``.
+    """
 
     kind: ClassVar[str] = "activity"
 
     def __init__(
         self,
         activity: Activity[Any, R],
-        work: Callable[[], Any],
+        work: Callable[[], Any] | None = None,
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -419,6 +476,13 @@ class ActivityCall(Step[R]):
     def encode_arguments(self) -> Json:
         """The call's arguments as `Json` (for engines that run the work elsewhere)."""
         return self.activity.encode_arguments(self._args, self._kwargs)
+
+    def _invoke(self) -> Any:
+        """Start the work of one attempt (a coroutine for an ``async def``)."""
+        work = self._work
+        if work is not None:
+            return work()
+        return self.activity.fn(*self._args, **self._kwargs)
 
     async def _attempt(self, pending: _Attempt) -> EncodedExit:
         state = pending.state
@@ -455,9 +519,9 @@ class ActivityCall(Step[R]):
         token = SCOPE.set(InActivity(workflow, execution_id, attempt))
         try:
             if act._is_async:  # pyright: ignore[reportPrivateUsage]
-                running: Awaitable[Any] = self._work()
+                running: Awaitable[Any] = self._invoke()
             else:
-                running = asyncio.to_thread(self._work)
+                running = asyncio.to_thread(self._invoke)
             # Only a group's branch can be interrupted on its own (a loser), and only then
             # does the work need a Task of its own; elsewhere it runs inline.
             value = await (work.start(running) if work is not None else running)
@@ -470,13 +534,7 @@ class ActivityCall(Step[R]):
             if work is not None and work.interrupted:
                 exit = interrupted_json()
             else:
-                # The work cancelled itself (or something it awaited was cancelled): a failure
-                # of this attempt, retried under the policy, never a silent hang.
-                exit = defect_json(
-                    "asyncio.CancelledError",
-                    f"the work of activity {name!r} was cancelled (attempt {attempt}); it "
-                    "raised CancelledError without being interrupted",
-                )
+                exit = _self_cancelled(name, attempt)
         except Exception as exc:
             exit = exception_to_exit_json(exc, act.errors)
         finally:
@@ -524,18 +582,70 @@ class ActivityCall(Step[R]):
 
     async def _await(self) -> R:
         # Step._await, inlined for the most frequent step (one activity call, awaited), with
-        # run_encoded inlined too when there is a single attempt and nothing to trace.
-        state = current_run()
-        if state is None:
+        # run_encoded inlined too when there is a single attempt and nothing to trace, and the
+        # work itself when the engine takes the step inline (see InlineActivities).
+        state = SCOPE.get()
+        if type(state) is not RunState:
             state = run_state(f"activity {self.name!r}")
-        name = scoped(self.name)
-        state.claim("activity", name)
+        prefix = BRANCH.get()
+        name = f"{prefix}/{self.name}" if prefix else self.name
+        step_names = state.step_names  # state.claim, inlined (one hash of the key)
+        claimed = len(step_names)
+        step_names.add(("activity", name))
+        if len(step_names) == claimed:
+            raise DuplicateStepName("activity", name)
         act = self.activity
-        if act.retry.max_attempts == 1 and state.trace is None:
-            pending = _Attempt(self, state, name, 1, in_branch())
-            exit = await state.engine.activity_execute(state.execution, pending)
-        else:
+        if act.retry.max_attempts != 1 or state.trace is not None:
             exit = await self.run_encoded(state, name)
+        else:
+            engine = state.engine
+            inline = (
+                engine
+                if not prefix
+                and not state.suspend_on_failure
+                and isinstance(engine, InlineActivities)
+                else None
+            )
+            slot = inline.inline_slot(state.execution) if inline is not None else None
+            if slot is None or inline is None:
+                pending = _Attempt(self, state, name, 1, bool(prefix))
+                exit = await engine.activity_execute(state.execution, pending)
+            else:
+                # What _Attempt.run -> _work_once does for attempt 1, then the engine's
+                # journaling, in this coroutine.
+                scope = state.first_attempt_scope
+                token = SCOPE.set(scope if scope is not None else state.first_attempt())
+                value: Any = None
+                try:
+                    if not act._is_async:  # pyright: ignore[reportPrivateUsage]
+                        value = await asyncio.to_thread(self._invoke)
+                    elif self._work is not None:
+                        value = await self._work()
+                    else:
+                        fn: Any = act.fn
+                        kwargs = self._kwargs
+                        value = await (fn(*self._args, **kwargs) if kwargs else fn(*self._args))
+                    exit = {"_tag": "Success", "value": act.codec.encode(value)}
+                    succeeded = True
+                except asyncio.CancelledError:
+                    if _cancelling():
+                        raise  # the engine is stopping this run: not the work's outcome
+                    exit = _self_cancelled(name, 1)
+                    succeeded = False
+                except Exception as exc:
+                    exit = exception_to_exit_json(exc, act.errors)
+                    succeeded = False
+                finally:
+                    try:  # noqa: SIM105 (no context manager here: this path is hot)
+                        SCOPE.reset(token)
+                    except ValueError:
+                        pass  # closed from another context
+                inline.inline_record(slot, name, exit)
+                if succeeded:
+                    # The value itself, as decoding this very exit would give it.
+                    if self._compensation is not None:
+                        self._compensate(state, value)
+                    return value
         if self._compensation is None:
             return self.decode(exit)
         return self.settle(state, exit)

@@ -103,7 +103,10 @@ class Codec(Generic[T]):
 
     def encode(self, value: object) -> Json:
         """Validate a value and turn it into `Json`."""
-        validated = self.validate(value)
+        try:  # self.validate, inlined (this runs for every journaled value)
+            validated = self._validate(value)
+        except ValidationError as exc:
+            raise PayloadInvalid(self.what, validation_errors(exc)) from None
         try:
             encoded: Json = self._dump(validated, mode="json")
         except Exception as exc:  # serializer errors name the field in their message

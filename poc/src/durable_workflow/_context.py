@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RunState",
     "SCOPE",
+    "BRANCH",
     "InActivity",
     "body_scope",
     "branch_scope",
@@ -63,6 +64,20 @@ class RunState:
     _branch_rngs: dict[str, Random] = field(default_factory=lambda: {})
     _branch_salt: int | None = None
     _nows: dict[str, int] = field(default_factory=lambda: {})
+    first_attempt_scope: InActivity | None = None
+    """`first_attempt`, once built."""
+
+    def first_attempt(self) -> InActivity:
+        """What the scope holds while the work of an activity's first attempt runs in this
+        run (one value per run, built on first use: it names only the execution and the
+        attempt)."""
+        scope = self.first_attempt_scope
+        if scope is None:
+            execution = self.execution
+            scope = self.first_attempt_scope = InActivity(
+                execution.workflow_name, execution.execution_id, 1
+            )
+        return scope
 
     def claim(self, kind: str, name: str) -> None:
         """Reserve a step name for this run; a second use is a `DuplicateStepName`."""
@@ -138,6 +153,8 @@ SCOPE: ContextVar[RunState | InActivity | None] = ContextVar("durable_workflow_s
 entering either is one set and one reset."""
 _BRANCH: ContextVar[str] = ContextVar("durable_workflow_branch", default="")
 """The journal-name prefix of the group branch the current task runs, e.g. ``charges[3]``."""
+BRANCH = _BRANCH
+"""`_BRANCH`, for the portable layer's hot paths that read it directly (see `scoped`)."""
 
 
 def current_run() -> RunState | None:
