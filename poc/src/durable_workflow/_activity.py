@@ -340,43 +340,77 @@ _RUNNING: dict[_WorkKey, set[_Work]] = {}
 
 
 class _Work:
-    """The running work of one attempt, so an engine can stop it (a race loser).
+    """The running work of one attempt, so an engine can stop it (a race loser, the branches
+    a failing fan-out branch interrupts).
+
+    The work runs in the task that runs the attempt (on Restate, the SDK's task for the
+    ``ctx.run``): interrupting cancels that task while it awaits the work, and `run` takes the
+    cancellation back (``Task.uncancel``), so the attempt ends as interrupted and the task goes
+    on. A cancellation from anyone else (the engine stopping the run) still propagates.
 
     Interrupting also stops any other run of the same attempt still going in this process:
     an earlier replay of the body may have left it running (Restate's request/response mode
     ends an attempt while a race's losers are still working).
     """
 
+    __slots__ = ("cancelled", "interrupted", "key", "task")
+
     def __init__(self, key: _WorkKey) -> None:
         self.key = key
-        self.task: asyncio.Future[Any] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        """The task awaiting the work, while it does."""
         self.interrupted = False
+        self.cancelled = False
+        """Whether `_stop` cancelled `task` (a cancellation `run` has to take back)."""
 
-    def start(self, work: Awaitable[Any]) -> asyncio.Future[Any]:
-        self.task = asyncio.ensure_future(work)
-        running = _RUNNING.setdefault(self.key, set())
-        running.add(self)
-        self.task.add_done_callback(lambda _: self._forget())
+    async def run(self, work: Awaitable[Any]) -> Any:
+        """Await ``work`` in the current task; raise `_Interrupted` if it was interrupted."""
         if self.interrupted:
-            self.task.cancel()
-        return self.task
-
-    def _forget(self) -> None:
+            if inspect.iscoroutine(work):
+                work.close()
+            raise _Interrupted()
+        task = asyncio.current_task()
         running = _RUNNING.get(self.key)
-        if running is not None:
+        if running is None:
+            running = _RUNNING[self.key] = set()
+        running.add(self)
+        self.task = task
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not self.cancelled or task is None:
+                raise
+            # Our own cancellation: take it back; another one (the engine's) still stands.
+            self.cancelled = False
+            if task.uncancel() > 0:
+                raise
+            raise _Interrupted() from None
+        finally:
+            if self.cancelled and task is not None:
+                task.uncancel()  # the work swallowed our cancellation and returned
+                self.cancelled = False
+            self.task = None
             running.discard(self)
-            if not running:
+            if not running and _RUNNING.get(self.key) is running:
                 del _RUNNING[self.key]
 
     def _stop(self) -> None:
+        if self.interrupted:
+            return
         self.interrupted = True
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        task = self.task
+        if task is not None and not task.done():
+            self.cancelled = True
+            task.cancel()
 
     def interrupt(self) -> None:
         self._stop()
         for other in list(_RUNNING.get(self.key, ())):
             other._stop()
+
+
+class _Interrupted(Exception):
+    """The work of an attempt was interrupted (see `_Work`)."""
 
 
 class _Attempt(ActivityInvocation):
@@ -484,6 +518,21 @@ class ActivityCall(Step[R]):
             return work()
         return self.activity.fn(*self._args, **self._kwargs)
 
+    def branch_attempt(
+        self, state: RunState, prefix: str
+    ) -> Callable[[], ActivityInvocation] | None:
+        """A single-attempt, untraced activity is one attempt as a group's branch: what
+        `run_encoded` would hand the engine, built without the branch's task."""
+        if self.activity.retry.max_attempts != 1 or state.trace is not None:
+            return None
+
+        def attempt() -> ActivityInvocation:
+            name = f"{prefix}/{self.name}"
+            state.claim("activity", name)
+            return _Attempt(self, state, name, 1, True)
+
+        return attempt
+
     async def _attempt(self, pending: _Attempt) -> EncodedExit:
         state = pending.state
         execution = state.execution
@@ -524,17 +573,16 @@ class ActivityCall(Step[R]):
                 running = asyncio.to_thread(self._invoke)
             # Only a group's branch can be interrupted on its own (a loser), and only then
             # does the work need a Task of its own; elsewhere it runs inline.
-            value = await (work.start(running) if work is not None else running)
+            value = await (work.run(running) if work is not None else running)
             exit: EncodedExit = {"_tag": "Success", "value": act.codec.encode(value)}
             # The value itself, for decoding this very exit (what a replay decodes from JSON).
             self._live = (exit, value)
+        except _Interrupted:
+            exit = interrupted_json()
         except asyncio.CancelledError:
             if _cancelling():
                 raise  # the engine is stopping this run: not the work's outcome
-            if work is not None and work.interrupted:
-                exit = interrupted_json()
-            else:
-                exit = _self_cancelled(name, attempt)
+            exit = _self_cancelled(name, attempt)
         except Exception as exc:
             exit = exception_to_exit_json(exc, act.errors)
         finally:

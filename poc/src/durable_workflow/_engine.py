@@ -181,9 +181,17 @@ class Group:
             ``concurrency`` at a time.
         concurrency: How many branches may be in flight at once (``None``: all).
         decided: Called with the finished branches, as ``(index, exit)`` pairs in completion
-            order, each time one more has finished; once it returns true the group is over: the
+            order, each time one more has finished (the newest last: it looks only at that
+            one, since the earlier calls said no); once it returns true the group is over: the
             engine interrupts the unfinished branches, starts no more, journals the finished
             ones and returns them. It is also over once every branch has finished.
+        attempts: Set when every branch is one activity attempt (an activity with a single
+            attempt, untraced): one factory per branch, in order. Calling it claims the
+            branch's step name and returns the `ActivityInvocation`, whose exit is the
+            branch's exit. An engine may run these as `WorkflowEngine.activity_execute` would,
+            without a task per branch; one that ignores them runs ``participants``. For a
+            branch not started when the workflow's interrupt arrives, run its participant
+            instead of calling its factory (it ends as the interrupt says).
 
     Branches must be run so that their durable operations come in the same order on a replay:
     an engine that replays from a journal resolves the branches' waits in a deterministic order
@@ -199,6 +207,7 @@ class Group:
     """Whether the outcome depends on the order branches finish in (a race). When false (a
     fan-out), an engine may wait for the branches in batches and take the branches of a batch
     in index order, and need not journal the outcome if its replay recomputes it."""
+    attempts: Sequence[Callable[[], ActivityInvocation]] | None = None
 
 
 class RegisteredWorkflow(Protocol):

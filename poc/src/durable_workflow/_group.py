@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from ._context import RunState, branch_scope, scoped
-from ._engine import Group
+from ._engine import ActivityInvocation, Group
 from ._errors import InterruptSignal, WorkflowDefinitionError
 from ._exit import EncodedExit, Failure, Success, exit_tag
 from ._step import Step
@@ -98,7 +98,8 @@ class GroupStep(Step[T]):
     # -- what each kind decides ------------------------------------------------------------
 
     def decided(self, finished: Sequence[tuple[int, EncodedExit]]) -> bool:
-        """Whether the group is over before every branch has finished."""
+        """Whether the group is over before every branch has finished (called each time one
+        more has finished, the newest last: see `Group.decided`)."""
         return False
 
     def outcome(self, finished: Finished) -> EncodedExit:
@@ -118,7 +119,15 @@ class GroupStep(Step[T]):
             functools.partial(_run_branch, step, state, f"{name}[{i}]")
             for i, step in enumerate(self.steps)
         ]
-        group = Group(name, participants, self.concurrency, self.decided, self.ordered)
+        attempts = [step.branch_attempt(state, f"{name}[{i}]") for i, step in enumerate(self.steps)]
+        group = Group(
+            name,
+            participants,
+            self.concurrency,
+            self.decided,
+            self.ordered,
+            None if None in attempts else cast("list[Callable[[], ActivityInvocation]]", attempts),
+        )
         finished = await state.engine.concurrently(state.execution, group)
         if any(_is_signal(e) for _, e in finished):
             exit: EncodedExit = {**SIGNAL_EXIT, "branches": _as_json(finished)}
@@ -178,7 +187,7 @@ class _Race(GroupStep[RaceResult[T]]):
     ordered: ClassVar[bool] = True
 
     def decided(self, finished: Sequence[tuple[int, EncodedExit]]) -> bool:
-        return any(exit_tag(e) == "Success" for _, e in finished)
+        return exit_tag(finished[-1][1]) == "Success"
 
     def outcome(self, finished: Finished) -> EncodedExit:
         # The rule of Effect's raceAll: the first success wins; if every branch failed, the
@@ -208,7 +217,7 @@ class _All(GroupStep[list[T]]):
     kind: ClassVar[str] = "all"
 
     def decided(self, finished: Sequence[tuple[int, EncodedExit]]) -> bool:
-        return any(exit_tag(e) not in ("Success", "Interrupted") for _, e in finished)
+        return exit_tag(finished[-1][1]) not in ("Success", "Interrupted")
 
     def outcome(self, finished: Finished) -> EncodedExit:
         failed = _failure(finished)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ._context import RunState, branch_scope, current_branch, current_run, run_state, scoped
 from ._exit import EncodedExit, exit_tag
+
+if TYPE_CHECKING:
+    from ._engine import ActivityInvocation
 
 __all__ = ["Step"]
 
@@ -49,6 +52,13 @@ class Step(abc.ABC, Generic[T]):
     async def participate(self, state: RunState) -> EncodedExit:
         """Run as a branch of a group: claim the name and return the encoded exit."""
         return await self.run_encoded(state, self.claim(state))
+
+    def branch_attempt(
+        self, state: RunState, prefix: str
+    ) -> Callable[[], ActivityInvocation] | None:
+        """When this step, as the branch ``prefix`` of a group, is one activity attempt: a
+        factory that claims its name and returns that attempt (see `Group.attempts`)."""
+        return None
 
     def settle(self, state: RunState, exit: EncodedExit) -> T:
         """Decode the outcome and register the compensation it implies.

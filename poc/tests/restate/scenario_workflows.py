@@ -8,6 +8,7 @@ test sees every run, whichever process did it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,9 @@ from durable_workflow import (
     TypedError,
     Workflow,
     activity,
+    all_of,
     current_attempt,
+    race_all,
 )
 from durable_workflow.testing import SideEffects
 
@@ -31,9 +34,11 @@ __all__ = [
     "Refused",
     "Glitch",
     "FlakyProbe",
+    "GroupProbe",
     "signature",
     "parcel_wf",
     "flaky_wf",
+    "groups_wf",
     "SCENARIO_WORKFLOWS",
     "WEIGH",
     "DELIVER",
@@ -152,5 +157,51 @@ async def _flaky(p: FlakyProbe) -> int:
     return await flaky_call(p)
 
 
-SCENARIO_WORKFLOWS: list[Workflow[Any, Any]] = [parcel_wf, flaky_wf]
+class GroupProbe(BaseModel):
+    """The payload of `groups_wf`."""
+
+    run: str
+
+
+@activity(name="quote-fast")
+async def quote_fast(p: GroupProbe) -> str:
+    """The race's winner."""
+    return "fast"
+
+
+@activity(name="quote-slow")
+async def quote_slow(p: GroupProbe) -> str:
+    """The race's loser: interrupted long before it would finish."""
+    await asyncio.sleep(30)
+    return "slow"
+
+
+@activity(name="pack")
+async def pack(p: GroupProbe, i: int) -> int:
+    """A fan-out branch (one attempt); one line per real execution."""
+    _effects().record(f"{p.run}-pack", str(i))
+    return 10 * i
+
+
+@activity(name="pack-retrying", retry=RetryPolicy(max_attempts=2))
+async def pack_retrying(p: GroupProbe, i: int) -> int:
+    """A fan-out branch with a retry policy (which runs in a task of its own)."""
+    _effects().record(f"{p.run}-pack", str(i))
+    return 10 * i
+
+
+groups_wf = Workflow(
+    "Groups", payload=GroupProbe, success=list[Any], idempotency_key=lambda p: p.run
+)
+
+
+@groups_wf.body
+async def _groups(p: GroupProbe) -> list[Any]:
+    winner = await race_all("quote", [quote_fast(p), quote_slow(p)])
+    packed = await all_of("parcels", [pack(p, i) for i in range(5)], concurrency=2)
+    mixed = await all_of("mixed", [pack(p, 5), pack_retrying(p, 6)])
+    return [winner.value, *packed, *mixed]
+
+
+SCENARIO_WORKFLOWS: list[Workflow[Any, Any]] = [parcel_wf, flaky_wf, groups_wf]
 """Everything `scenario_app` serves."""

@@ -5,8 +5,10 @@ Each kill test runs 20 `Parcel` executions (weigh -> durable sleep -> deferred -
 cluster of its own, through an engine that knows every node and talks to one of them first.
 Once every execution is in its sleep (weigh journaled), one node is SIGKILLed: a follower, the
 partition's leader, or the node the client talks to. The deferreds are then completed through
-the same engine, every execution must return the right result with weigh and deliver run once
-each and the journal Restate keeps unchanged, and the killed node must restart and rejoin.
+the same engine, every execution must return the right result with weigh (journaled before
+the kill) run once, deliver run at least once (it runs while a leader may be dying: at-least-once,
+as the operating page says), the journal Restate keeps unchanged, and the killed node must
+restart and rejoin.
 """
 
 from __future__ import annotations
@@ -123,7 +125,12 @@ async def test_twenty_executions_finish_once_each_while_a_node_is_sigkilled(
 
         assert deliveries == [Delivery(run=p.run, grams=p.grams, signed_by=p.run) for p in parcels]
         assert [effects.count(f"{p.run}-{WEIGH}") for p in parcels] == [1] * EXECUTIONS
-        assert [effects.lines(f"{p.run}-{DELIVER}") for p in parcels] == [[p.run] for p in parcels]
+        # deliver runs after the kill: one whose completion the dying leader had not yet made
+        # durable runs again (at-least-once), always with the same input; the journal keeps
+        # one result.
+        for p in parcels:
+            delivered = effects.lines(f"{p.run}-{DELIVER}")
+            assert delivered and set(delivered) == {p.run}, (p.run, delivered)
         for p in parcels:
             entries = await journal(engine, parcel_wf.name, parcel_wf.execution_id(p))
             assert commands(entries) == PARCEL_COMMANDS

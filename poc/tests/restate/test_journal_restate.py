@@ -14,9 +14,11 @@ from scenario_workflows import (
     TRANSIT,
     WEIGH,
     FlakyProbe,
+    GroupProbe,
     Parcel,
     Signature,
     flaky_wf,
+    groups_wf,
     parcel_wf,
     signature,
 )
@@ -105,3 +107,30 @@ async def test_activity_retries_are_numbered_runs_with_a_named_sleep_before_each
         ("Command: Output", ""),
     ]
     assert scenarios.effects.lines(f"{p.run}-{FLAKY_CALL}") == ["1", "2", "3"]
+
+
+async def test_a_race_journals_its_outcome_and_a_fan_out_only_its_branches_steps(
+    engine: RestateEngine, scenarios: Deployment
+) -> None:
+    # A race's winner depends on the order completions arrived in: one run records it. A
+    # fan-out's outcome follows from its branches' steps, so it adds nothing to what raw
+    # restate-sdk's gather writes, whether its branches are single attempts (no task each)
+    # or retried activities (a task each): the same entries, in index order.
+    p = GroupProbe(run=new_run())
+
+    result = await groups_wf.execute(p, engine=engine)
+    execution_id = groups_wf.execution_id(p)
+    entries = await journal(engine, groups_wf.name, execution_id)
+
+    assert result == ["fast", 0, 10, 20, 30, 40, 50, 60]
+    assert commands(entries) == [
+        ("Command: Input", ""),
+        ("Command: Run", "quote[0]/quote-fast"),
+        ("Command: Run", "quote[1]/quote-slow"),
+        ("Command: Run", "group:quote"),
+        *[("Command: Run", f"parcels[{i}]/pack") for i in range(5)],
+        ("Command: Run", "mixed[0]/pack"),
+        ("Command: Run", "mixed[1]/pack-retrying"),
+        ("Command: Output", ""),
+    ]
+    assert sorted(scenarios.effects.lines(f"{p.run}-pack")) == [str(i) for i in range(7)]

@@ -25,7 +25,7 @@ import asyncio
 import json
 import random as _random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar, cast
@@ -357,6 +357,19 @@ _COORDINATOR: ContextVar[_Coordinator | None] = ContextVar(
     "durable_workflow_restate_coordinator", default=None
 )
 
+_NO_EXIT: EncodedExit = {}
+"""A placeholder in `BodyOperations._fan_out`'s batch for a branch whose exit is its future's."""
+
+
+async def _signalled(participant: Callable[[], Awaitable[EncodedExit]]) -> EncodedExit:
+    """Run a group branch once the workflow's interrupt arrived during the group: under a
+    coordinator, its first durable operation raises the interrupt, which ends the branch."""
+    token = _COORDINATOR.set(_Coordinator())
+    try:
+        return await participant()
+    finally:
+        _COORDINATOR.reset(token)
+
 
 class BodyOperations:
     """The body-side half of the engine contract on Restate (mixed into `RestateEngine`)."""
@@ -462,6 +475,12 @@ class BodyOperations:
         ex = _as_execution(execution)
         self._deliver(ex)
         outer = _COORDINATOR.get()
+        if outer is None and not group.ordered and group.attempts is not None:
+            finished = await self._fan_out(ex, group, group.attempts)
+            if ex.interrupting:
+                ex.interrupting = False
+                ex.interrupted = True
+            return finished
         coordinator = outer or _Coordinator()
         run = _GroupRun(group, coordinator)
         try:
@@ -490,6 +509,89 @@ class BodyOperations:
             (cast(int, item[0]), cast(EncodedExit, item[1]))
             for item in cast(list[list[Any]], journaled)
         ]
+
+    async def _fan_out(
+        self,
+        ex: RestateExecution,
+        group: Group,
+        attempts: Sequence[Callable[[], ActivityInvocation]],
+    ) -> list[tuple[int, EncodedExit]]:
+        """A fan-out whose every branch is one activity attempt (`Group.attempts`): one
+        ``ctx.run`` per branch, issued from here in index order, joined ``concurrency`` at a
+        time with ``restate.gather`` (what a raw fan-out does), then taken in index order.
+
+        What the coordinator does for any group, without a task and a wait per branch: the
+        journal is the same, and an attempt whose exit decides the group interrupts the others'
+        work in this process, as `_Coordinator.work_finished` does.
+        """
+        finished: list[tuple[int, EncodedExit]] = []
+        decided = group.decided
+        total = len(attempts)
+        limit = group.concurrency or total
+        index = 0
+        while index < total:
+            batch: list[tuple[int, restate.RestateDurableFuture[Any] | None, EncodedExit]] = []
+            live: list[ActivityInvocation] = []
+            while index < total and len(batch) < limit:
+                i = index
+                index += 1
+                if ex.interrupting:
+                    # The workflow's interrupt arrived during the group: a branch that has not
+                    # started gets it, as its participant says.
+                    batch.append((i, None, await _signalled(group.participants[i])))
+                    continue
+                attempt = attempts[i]()
+                live.append(attempt)
+                action = self._fan_action(i, attempt, finished, live, decided)
+                future = _command(
+                    lambda name=attempt.name, action=action: ex.ctx.run_typed(
+                        name, action, _RUN_OPTIONS
+                    )
+                )
+                batch.append((i, future, _NO_EXIT))
+            futures = [future for _, future, _ in batch if future is not None]
+            while futures:
+                gathered = await _through_sdk(restate.gather(*futures))
+                if not isinstance(gathered, _Cancelled):
+                    break
+                # Running activities finish (decision 0006); what starts next gets the interrupt.
+                ex.interrupting = True
+                self._cancel_children(ex)
+            for i, future, exit in batch:
+                if future is not None:
+                    try:
+                        raw = await _through_sdk(future)
+                    except TerminalError as err:
+                        exit = _exit_from_terminal(err)
+                    else:
+                        exit = success_json(_loads(cast(bytes, raw)))
+                finished.append((i, exit))
+                if decided(finished):
+                    return finished
+        return finished
+
+    @staticmethod
+    def _fan_action(
+        index: int,
+        attempt: ActivityInvocation,
+        finished: list[tuple[int, EncodedExit]],
+        live: list[ActivityInvocation],
+        decided: Callable[[Sequence[tuple[int, EncodedExit]]], bool],
+    ) -> Callable[[], Coroutine[Any, Any, bytes]]:
+        async def action() -> bytes:
+            try:
+                exit = await attempt.run()
+            except ParkRequest as request:
+                raise ParkFailure(request.cause) from None
+            if attempt.ends(exit) and decided([*finished, (index, exit)]):
+                for other in live:
+                    if other is not attempt:
+                        other.interrupt()
+            if exit_tag(exit) == "Success":
+                return pydantic_core.to_json(exit.get("value"))
+            raise terminal_error(exit)
+
+        return action
 
     async def _join(self, run: _GroupRun) -> None:
         """A nested group, in a branch task: wait for its own branches (never the SDK)."""
