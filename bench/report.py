@@ -72,7 +72,7 @@ class Row:
     shape: str | None = None
     target: float | None = None
     """The ratio this row should stay under, if any."""
-    extra: dict[str, float] = field(default_factory=lambda: {})
+    extra: dict[str, Any] = field(default_factory=lambda: {})
     """Rates, sample sizes and other context."""
 
     @property
@@ -507,9 +507,50 @@ def merge_section(path: Path, key: str, section: Mapping[str, Any]) -> dict[str,
     return document
 
 
+def _ratio_of_p90s(draw: Mapping[str, Sequence[float]]) -> float:
+    base = p90(draw["base"])
+    return p90(draw["ours"]) / base if base > 0 else math.inf
+
+
+def restate_intervals(document: dict[str, Any]) -> None:
+    """Give each Restate latency row (median, p90, cost per step) the 95% bootstrap interval
+    of its ratio, from the run's samples (``extra.ratio_ci95``), in place. CPU rows have one
+    total per side and throughput rows a few rounds: no interval for those."""
+    samples: Mapping[str, Any] = document.get("samples", {})
+    for item in document.get("rows", []):
+        if item.get("group") != "restate":
+            continue
+        latency: Mapping[str, Any] = (samples.get(str(item.get("mode"))) or {}).get(
+            "latency_ms"
+        ) or {}
+        metric = item.get("metric")
+        interval: tuple[float, float] | None = None
+        if metric in ("latency_median", "latency_p90"):
+            sides: Mapping[str, Sequence[float]] = latency.get(str(item.get("shape"))) or {}
+            if sides.get("ours") and sides.get("raw"):
+                statistic = _ratio_of_medians if metric == "latency_median" else _ratio_of_p90s
+                interval = bootstrap_ci({"ours": sides["ours"], "base": sides["raw"]}, statistic)
+        elif metric == "per_step":
+            n1: Mapping[str, Sequence[float]] = latency.get("n1") or {}
+            n50: Mapping[str, Sequence[float]] = latency.get("n50") or {}
+            if all(side in n1 and side in n50 for side in ("ours", "raw")):
+                draws = {
+                    "ours1": n1["ours"],
+                    "ours50": n50["ours"],
+                    "base1": n1["raw"],
+                    "base50": n50["raw"],
+                }
+                interval = bootstrap_ci(draws, _ratio_of_slopes)
+        if interval is not None:
+            extra: dict[str, Any] = item.setdefault("extra", {})
+            extra["ratio_ci95"] = [round(interval[0], 3), round(interval[1], 3)]
+
+
 def refresh(document: dict[str, Any]) -> dict[str, Any]:
-    """Recompute, in place, what is derived from several parts: the peer rows (ours on
-    Restate vs DBOS) and the cross-engine ``engines`` object."""
+    """Recompute, in place, what is derived from several parts: the intervals of the Restate
+    latency rows, the peer rows (ours on Restate vs DBOS) and the cross-engine ``engines``
+    object."""
+    restate_intervals(document)
     rows = [r for r in document.get("rows", []) if r.get("group") != "peer"]
     rows += [_row_json(row) for row in _peer_rows(document)]
     document["rows"] = rows
@@ -822,9 +863,15 @@ def markdown_table(rows: Sequence[Row]) -> str:
             mark = ""
             if row.target is not None:
                 mark = " ✗" if row.over_target else " ✓"
+            interval = row.extra.get("ratio_ci95")
+            spread_note = (
+                f" ({interval[0]:.2f}-{interval[1]:.2f})"
+                if isinstance(interval, list) and len(cast(list[Any], interval)) == 2
+                else ""
+            )
             line = (
                 f"| {row.name} | {_describe(row, 'ours')} | {_describe(row, 'base')} "
-                f"| {row.ratio:.2f}{mark} |"
+                f"| {row.ratio:.2f}{mark}{spread_note} |"
             )
             if control:
                 aa = row.extra.get("control_ratio")

@@ -171,6 +171,23 @@ def test_the_status_table_states_the_benchmark_results_and_the_commit_measured()
     assert "[results](benchmarks.md)" in cell
 
 
+def test_each_restate_latency_ratio_carries_its_interval_on_the_benchmarks_page() -> None:
+    results = json.loads((ROOT / "docs" / "benchmarks" / "results.json").read_text())
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    latency = [
+        row
+        for row in results["rows"]
+        if row["group"] == "restate"
+        and row["metric"] in ("latency_median", "latency_p90", "per_step")
+    ]
+    assert latency
+    for row in latency:
+        low, high = row["extra"]["ratio_ci95"]
+        assert low <= row["ratio"] <= high, row["name"]
+        line = next(line for line in page.splitlines() if line.startswith(f"| {row['name']} |"))
+        assert f"{row['ratio']:.2f}" in line and f"({low:.2f}-{high:.2f})" in line, line
+
+
 # mkdocs' own loading, for the review links and the shipped mermaid -------------------------
 
 REPO = "https://forge.example/team/durable-workflow-spike"

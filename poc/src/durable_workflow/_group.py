@@ -151,9 +151,13 @@ class GroupStep(Step[T]):
     def _register_branches(self, state: RunState, exit: EncodedExit) -> None:
         # In each branch's journal scope, so its compensations are journaled apart too.
         name = scoped(self.name)
+        steps = self.steps
         for index, branch in _branches(exit):
+            step = steps[index]
+            if step._compensation is None and not isinstance(step, GroupStep):  # pyright: ignore[reportPrivateUsage]
+                continue  # nothing to register (the common fan-out branch)
             with branch_scope(f"{name}[{index}]"):
-                self.steps[index].register(state, branch)
+                step.register(state, branch)
 
     def settle(self, state: RunState, exit: EncodedExit) -> T:
         self._register_branches(state, exit)
