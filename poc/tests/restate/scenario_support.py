@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any, cast
 
 from scenario_workflows import SCENARIO_WORKFLOWS
 
+from durable_workflow import EngineUnavailable
 from durable_workflow.restate import RestateEngine
 from durable_workflow.testing import EFFECTS_ENV, SideEffects
 from restate_harness import RestateServer, ServeMode, ServiceProcess
@@ -25,6 +28,7 @@ __all__ = [
     "scenario_engine",
     "invocation_row",
     "journal",
+    "query_settled",
     "commands",
     "backing_off_unreachable",
 ]
@@ -86,29 +90,47 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+async def query_settled(
+    engine: RestateEngine, sql: str, settle: float = 15.0
+) -> list[dict[str, Any]]:
+    """``engine.query``, waiting out a cluster node that cannot yet say which node holds a
+    partition (HTTP 500 "node lookup for partition 0 failed", while the nodes' views of each
+    other settle, e.g. after a kill or on a busy machine); any other failure is raised."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            return await engine.query(sql)
+        except EngineUnavailable as err:
+            if "node lookup for partition" not in str(err) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.2)
+
+
 async def invocation_row(
     engine: RestateEngine, workflow: str, execution_id: str, handler: str = "run"
 ) -> dict[str, Any]:
     """The ``sys_invocation`` row of an execution's ``run`` (or another handler's invocation
     for its key); {} if there is none."""
-    rows = await engine.query(
+    rows = await query_settled(
+        engine,
         "SELECT id, target_service_name, target_service_key, target_handler_name, "
         "target_service_ty, status, last_failure_error_code FROM sys_invocation "
         f"WHERE target_service_name = {_quote(workflow)} "
         f"AND target_service_key = {_quote(execution_id)} "
-        f"AND target_handler_name = {_quote(handler)}"
+        f"AND target_handler_name = {_quote(handler)}",
     )
     return rows[0] if rows else {}
 
 
 async def journal(engine: RestateEngine, workflow: str, execution_id: str) -> list[Entry]:
     """An execution's journal as Restate stores it (``sys_journal``), in order."""
-    rows = await engine.query(
+    rows = await query_settled(
+        engine,
         "SELECT j.index, j.entry_type, j.name, j.entry_json "
         "FROM sys_journal j JOIN sys_invocation i ON j.id = i.id "
         f"WHERE i.target_service_name = {_quote(workflow)} "
         f"AND i.target_service_key = {_quote(execution_id)} "
-        "AND i.target_handler_name = 'run' ORDER BY j.index"
+        "AND i.target_handler_name = 'run' ORDER BY j.index",
     )
     entries: list[Entry] = []
     for row in rows:

@@ -20,7 +20,7 @@ from typing import Literal
 
 import pytest
 from cluster_support import cluster_engine, node_engine, serves
-from scenario_support import HERE, commands, journal, new_run
+from scenario_support import HERE, commands, journal, new_run, query_settled
 from scenario_workflows import (
     DELIVER,
     SCENARIO_WORKFLOWS,
@@ -73,7 +73,7 @@ async def _all_sleeping(engine: RestateEngine, count: int) -> None:
     )
 
     async def there() -> bool:
-        rows = await engine.query(sql)
+        rows = await query_settled(engine, sql)
         return bool(rows) and int(rows[0]["n"]) >= count
 
     await eventually(there, timeout=60, interval=0.1, what=f"{count} executions in their sleep")
