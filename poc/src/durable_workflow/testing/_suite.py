@@ -631,7 +631,9 @@ class ConformanceSuite:
         await drift_wf.resume(execution_id, engine=env.engine)
         done = await _poll_done(env, drift_wf, execution_id)
         assert done.result() == "step-a"
-        assert env.effects.count(f"{p.run}-greet") == 1
+        # Once, or twice if the replay was forced after greet ran but before its outcome was
+        # journaled (activities are at-least-once; seen over HTTP/1.1 next to a CPU hog).
+        assert env.effects.count(f"{p.run}-greet") in (1, 2)
 
     # -- groups: fan-out and fan-in ------------------------------------------------------------
 
