@@ -554,10 +554,13 @@ class ConformanceSuite:
         await env.advance(SLEEP)
         done = await _poll_done(env, race_wf, execution_id)
         assert done.result() == "fast"
+        # The race may have run again if the replay was forced before its outcome was
+        # journaled (activities are at-least-once), so each branch started once or more; the
+        # losers never finished either time.
         assert set(env.effects.lines(f"{p.run}-race-winner")) == {"fast"}
-        assert sorted(env.effects.lines(f"{p.run}-race-start")) == ["fast", "medium", "slow"]
+        assert set(env.effects.lines(f"{p.run}-race-start")) == {"fast", "medium", "slow"}
         await asyncio.sleep(3.2)  # longer than the slowest loser would take
-        assert env.effects.lines(f"{p.run}-race-finish") == ["fast"]
+        assert set(env.effects.lines(f"{p.run}-race-finish")) == {"fast"}
 
     async def test_a_race_of_a_deferred_against_a_clock(self, env: ConformanceEnv) -> None:
         timed_out, approved = _probe(), _probe()
