@@ -32,7 +32,8 @@ from durable_workflow import (
 )
 
 CARD = "4111111111111111"
-PIN = "8642"
+PIN = "pin-8642"
+"""Not digits alone: a bare "8642" turned up inside a span's timestamp (17:04:33.038642Z)."""
 TOKEN = "tok-ultra-secret-7"
 
 
