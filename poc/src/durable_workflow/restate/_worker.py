@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, NoReturn, TypeVar, cast
 
 import pydantic_core
@@ -123,6 +124,29 @@ class RestateExecution:
                 if k.lower() in ("traceparent", "tracestate") or k.lower().startswith("x-durable-")
             }
         return self._headers
+
+
+def _attempt_action(
+    attempt: ActivityInvocation, on_end: Callable[[EncodedExit], None] | None
+) -> Callable[[], Coroutine[Any, Any, bytes]]:
+    """The ``ctx.run`` action of one attempt: its value as JSON bytes, or a terminal error.
+
+    ``on_end`` runs, in this process, when the attempt's exit ends the activity (not on a
+    failure that will be retried), before the SDK journals it.
+    """
+
+    async def action() -> bytes:
+        try:
+            exit = await attempt.run()
+        except ParkRequest as request:
+            raise ParkFailure(request.cause) from None
+        if on_end is not None and attempt.ends(exit):
+            on_end(exit)
+        if exit_tag(exit) == "Success":
+            return pydantic_core.to_json(exit.get("value"))
+        raise terminal_error(exit)
+
+    return action
 
 
 def _as_execution(execution: Execution) -> RestateExecution:
@@ -434,17 +458,8 @@ class BodyOperations:
         coordinator = _COORDINATOR.get()
         owner = asyncio.current_task() if coordinator is not None else None
 
-        async def action() -> bytes:
-            try:
-                exit = await activity.run()
-            except ParkRequest as request:
-                raise ParkFailure(request.cause) from None
-            if coordinator is not None and activity.ends(exit):
-                coordinator.work_finished(owner, exit)
-            if exit_tag(exit) == "Success":
-                return pydantic_core.to_json(exit.get("value"))
-            raise terminal_error(exit)
-
+        on_end = None if coordinator is None else partial(coordinator.work_finished, owner)
+        action = _attempt_action(activity, on_end)
         future = _command(lambda: ex.ctx.run_typed(name, action, _RUN_OPTIONS))
         try:
             raw = await self._await(ex, future, is_run=True, interrupt=activity.interrupt)
@@ -578,20 +593,13 @@ class BodyOperations:
         live: list[ActivityInvocation],
         decided: Callable[[Sequence[tuple[int, EncodedExit]]], bool],
     ) -> Callable[[], Coroutine[Any, Any, bytes]]:
-        async def action() -> bytes:
-            try:
-                exit = await attempt.run()
-            except ParkRequest as request:
-                raise ParkFailure(request.cause) from None
-            if attempt.ends(exit) and decided([*finished, (index, exit)]):
+        def on_end(exit: EncodedExit) -> None:
+            if decided([*finished, (index, exit)]):
                 for other in live:
                     if other is not attempt:
                         other.interrupt()
-            if exit_tag(exit) == "Success":
-                return pydantic_core.to_json(exit.get("value"))
-            raise terminal_error(exit)
 
-        return action
+        return _attempt_action(attempt, on_end)
 
     async def _join(self, run: _GroupRun) -> None:
         """A nested group, in a branch task: wait for its own branches (never the SDK)."""
