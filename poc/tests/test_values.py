@@ -81,6 +81,32 @@ def test_an_invalid_value_names_each_bad_field() -> None:
     assert {tuple(e["loc"]) for e in info.value.errors} >= {("name",), ("inner", "at")}  # type: ignore[arg-type]
 
 
+class Revalidated(BaseModel):
+    model_config = ConfigDict(revalidate_instances="always")
+    n: int
+
+
+class Plain(BaseModel):
+    n: int
+
+
+def test_a_model_that_revalidates_its_instances_is_validated_on_encode() -> None:
+    # An instance of exactly the declared model skips the validator only when pydantic would
+    # hand it back unchanged; a model that asks for revalidation still gets it.
+    bad = Revalidated.model_construct(n="three")  # type: ignore[arg-type]
+    with pytest.raises(PayloadInvalid) as info:
+        Codec(Revalidated, "result of activity 'r'").encode(bad)
+    assert {tuple(e["loc"]) for e in info.value.errors} == {("n",)}  # type: ignore[arg-type]
+    assert Codec(Plain, "result of activity 'p'").encode(Plain(n=3)) == {"n": 3}
+
+
+def test_an_instance_of_a_subclass_is_encoded_as_the_declared_model() -> None:
+    class Wider(Plain):
+        extra: str = "x"
+
+    assert Codec(Plain, "result of activity 'p'").encode(Wider(n=1)) == {"n": 1}
+
+
 def test_typed_errors_validate_their_fields_and_compare_by_value() -> None:
     assert Declined(reason="no funds") == Declined("no funds")
     assert Declined(reason="no funds") != Declined(reason="fraud")

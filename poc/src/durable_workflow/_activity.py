@@ -7,7 +7,7 @@ import copy
 import functools
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
@@ -490,6 +490,8 @@ class ActivityCall(Step[R]):
     with ``args`` and ``kwargs``.
     """
 
+    __slots__ = ("_args", "_kwargs", "_live", "_work", "activity")
+
     kind: ClassVar[str] = "activity"
 
     def __init__(
@@ -628,75 +630,84 @@ class ActivityCall(Step[R]):
             if wait > timedelta(0):
                 await engine.sleep(execution, f"{name}/retry-{attempt}", wait)
 
-    async def _await(self) -> R:
-        # Step._await, inlined for the most frequent step (one activity call, awaited), with
-        # run_encoded inlined too when there is a single attempt and nothing to trace, and the
-        # work itself when the engine takes the step inline (see InlineActivities).
+    def __await__(self) -> Generator[Any, None, R]:
+        # Step._await, inlined for the most frequent step (one activity call, awaited at the
+        # top of a body), with the work itself run here when the engine takes the step inline
+        # (see InlineActivities): what _Attempt.run -> _work_once does for attempt 1, then the
+        # engine's journaling, in this generator.
         state = SCOPE.get()
         if type(state) is not RunState:
             state = run_state(f"activity {self.name!r}")
-        prefix = BRANCH.get()
-        name = f"{prefix}/{self.name}" if prefix else self.name
-        step_names = state.step_names  # state.claim, inlined (one hash of the key)
+        inline = state.inline
+        act = self.activity
+        if inline is None or act.retry.max_attempts != 1 or BRANCH.get():
+            return (yield from self._general(state))
+        name = self.name
+        step_names = state.step_names  # state.claim, inlined
         claimed = len(step_names)
-        step_names.add(("activity", name))
+        step_names.add(name)
         if len(step_names) == claimed:
             raise DuplicateStepName("activity", name)
+        slot = inline.inline_slot(state.execution)
+        if slot is None:
+            pending = _Attempt(self, state, name, 1, False)
+            exit = yield from state.engine.activity_execute(state.execution, pending).__await__()
+            return self.decode(exit) if self._compensation is None else self.settle(state, exit)
+        scope = state.first_attempt_scope
+        token = SCOPE.set(scope if scope is not None else state.first_attempt())
+        value: Any = None
+        try:
+            running: Awaitable[Any]
+            if not act._is_async:  # pyright: ignore[reportPrivateUsage]
+                running = asyncio.to_thread(self._invoke)
+            elif self._work is not None:
+                running = self._work()
+            else:
+                fn: Any = act.fn
+                kwargs = self._kwargs
+                running = fn(*self._args, **kwargs) if kwargs else fn(*self._args)
+            value = yield from running.__await__()
+            exit = {"_tag": "Success", "value": act.codec.encode(value)}
+            succeeded = True
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise  # the engine is stopping this run: not the work's outcome
+            exit = _self_cancelled(name, 1)
+            succeeded = False
+        except Exception as exc:
+            exit = exception_to_exit_json(exc, act.errors)
+            succeeded = False
+        finally:
+            try:  # noqa: SIM105 (no context manager here: this path is hot)
+                SCOPE.reset(token)
+            except ValueError:
+                pass  # closed from another context
+        inline.inline_record(slot, name, exit)
+        if not succeeded:
+            return self.decode(exit) if self._compensation is None else self.settle(state, exit)
+        # The value itself, as decoding this very exit would give it.
+        if self._compensation is not None:
+            self._compensate(state, value)
+        return value
+
+    def _general(self, state: RunState) -> Generator[Any, None, R]:
+        """`__await__` for every other case: in a group branch, with retries or tracing, or
+        on an engine that does not take steps inline."""
+        prefix = BRANCH.get()
+        name = f"{prefix}/{self.name}" if prefix else self.name
+        state.claim("activity", name)
         act = self.activity
         if act.retry.max_attempts != 1 or state.trace is not None:
-            exit = await self.run_encoded(state, name)
+            exit = yield from self.run_encoded(state, name).__await__()
         else:
-            engine = state.engine
-            inline = (
-                engine
-                if not prefix
-                and not state.suspend_on_failure
-                and isinstance(engine, InlineActivities)
-                else None
-            )
-            slot = inline.inline_slot(state.execution) if inline is not None else None
-            if slot is None or inline is None:
-                pending = _Attempt(self, state, name, 1, bool(prefix))
-                exit = await engine.activity_execute(state.execution, pending)
-            else:
-                # What _Attempt.run -> _work_once does for attempt 1, then the engine's
-                # journaling, in this coroutine.
-                scope = state.first_attempt_scope
-                token = SCOPE.set(scope if scope is not None else state.first_attempt())
-                value: Any = None
-                try:
-                    if not act._is_async:  # pyright: ignore[reportPrivateUsage]
-                        value = await asyncio.to_thread(self._invoke)
-                    elif self._work is not None:
-                        value = await self._work()
-                    else:
-                        fn: Any = act.fn
-                        kwargs = self._kwargs
-                        value = await (fn(*self._args, **kwargs) if kwargs else fn(*self._args))
-                    exit = {"_tag": "Success", "value": act.codec.encode(value)}
-                    succeeded = True
-                except asyncio.CancelledError:
-                    if _cancelling():
-                        raise  # the engine is stopping this run: not the work's outcome
-                    exit = _self_cancelled(name, 1)
-                    succeeded = False
-                except Exception as exc:
-                    exit = exception_to_exit_json(exc, act.errors)
-                    succeeded = False
-                finally:
-                    try:  # noqa: SIM105 (no context manager here: this path is hot)
-                        SCOPE.reset(token)
-                    except ValueError:
-                        pass  # closed from another context
-                inline.inline_record(slot, name, exit)
-                if succeeded:
-                    # The value itself, as decoding this very exit would give it.
-                    if self._compensation is not None:
-                        self._compensate(state, value)
-                    return value
+            pending = _Attempt(self, state, name, 1, bool(prefix))
+            exit = yield from state.engine.activity_execute(state.execution, pending).__await__()
         if self._compensation is None:
             return self.decode(exit)
         return self.settle(state, exit)
+
+    async def _await(self) -> R:
+        return await self
 
     def decode(self, exit: EncodedExit) -> R:
         live = self._live

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import DuplicateStepName, OutsideWorkflow
 
 if TYPE_CHECKING:
+    from ._activity import InlineActivities
     from ._engine import Execution, WorkflowEngine
     from ._exit import Failure, Success
     from ._tracing import ExecutionTrace
@@ -59,13 +60,18 @@ class RunState:
     trace: ExecutionTrace | None = None
     compensations: list[Callable[[], Awaitable[object]]] = field(default_factory=lambda: [])
     finalizers: list[Finalizer] = field(default_factory=lambda: [])
-    step_names: set[tuple[str, str]] = field(default_factory=lambda: set())
+    step_names: set[str | tuple[str, str]] = field(default_factory=lambda: set())
+    """The step names claimed in this run: an activity's as the bare name (the most
+    frequent step, one hash fewer), any other kind's as ``(kind, name)``."""
     _rng: Random | None = None
     _branch_rngs: dict[str, Random] = field(default_factory=lambda: {})
     _branch_salt: int | None = None
     _nows: dict[str, int] = field(default_factory=lambda: {})
     first_attempt_scope: InActivity | None = None
     """`first_attempt`, once built."""
+    inline: InlineActivities | None = None
+    """The engine, when it takes an activity step inline in the body's coroutine and nothing
+    (tracing, suspend-on-failure) needs the step to go through ``activity_execute``."""
 
     def first_attempt(self) -> InActivity:
         """What the scope holds while the work of an activity's first attempt runs in this
@@ -81,7 +87,7 @@ class RunState:
 
     def claim(self, kind: str, name: str) -> None:
         """Reserve a step name for this run; a second use is a `DuplicateStepName`."""
-        key = (kind, name)
+        key = name if kind == "activity" else (kind, name)
         if key in self.step_names:
             raise DuplicateStepName(kind, name)
         self.step_names.add(key)

@@ -26,6 +26,8 @@ class Step(abc.ABC, Generic[T]):
     the second run with `DuplicateStepName`).
     """
 
+    __slots__ = ("_compensation", "name")
+
     kind: ClassVar[str] = "step"
     scoped_name: ClassVar[bool] = True
     """Whether the journal name takes the prefix of the group branch the step runs in."""

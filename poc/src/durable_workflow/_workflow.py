@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar, cast, overload
 
+from ._activity import InlineActivities
 from ._codec import Codec, Json
 from ._context import RunState, body_scope, current_run
 from ._deferred import DurableDeferred
@@ -499,6 +500,8 @@ class Workflow(Generic[P, R]):
             else None
         )
         state = RunState(engine, execution, suspend_on_failure=self.suspend_on_failure, trace=trace)
+        if trace is None and not self.suspend_on_failure and isinstance(engine, InlineActivities):
+            state.inline = engine
         with body_scope(state):
             exit = await self._run_body(state, payload)
             if exit_tag(exit) != "Success":
