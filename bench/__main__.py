@@ -202,6 +202,8 @@ def _core_parts(
         before, began = _load(), time.perf_counter()
         memory = run_memory(MemoryPlan.quick() if args.quick else MemoryPlan())
         print(f"  per activity {memory.per_activity_us}", flush=True)
+        if memory.per_activity_instructions:
+            print(f"  instructions per activity {memory.per_activity_instructions}", flush=True)
         runs["memory"] = _run_info(
             root, command, before, time.perf_counter() - began, args.quick, None
         )

@@ -8,7 +8,9 @@ The workflows are the very definitions served on Restate (`bench.workflows`), re
   ``Workflow.execute``), against one plain ``await shapes.step(value)``;
 - per workflow (1-step and POC shape), one at a time: workflows per second through
   ``Workflow.execute``, against the plain coroutine doing the same work;
-- 200 1-step workflows with 16 in flight, against 200 plain coroutines 16 at a time.
+- 200 1-step workflows with 16 in flight, against 200 plain coroutines 16 at a time;
+- instructions per activity, both sides, counted by callgrind where valgrind is installed
+  (`bench.memory_instructions`): the one in-memory figure that does not move with the machine.
 
 Runs are interleaved (layer, plain, plain, layer, ...) after a warm-up, in this process.
 """
@@ -26,10 +28,11 @@ from datetime import UTC, datetime
 from durable_workflow import InMemoryEngine, use_engine
 
 from . import shapes
+from .memory_instructions import per_activity_instructions
 from .shapes import Receipt, StepIO, StepsInput
 from .workflows import poc_workflow, steps_workflow, warehouse_confirmed
 
-__all__ = ["MemoryPlan", "MemoryResult", "run_memory"]
+__all__ = ["MemoryPlan", "MemoryResult", "plain_steps", "run_memory"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class MemoryPlan:
     concurrency: int = 16
     concurrent_rounds: int = 5
     warmup: int = 20
+    instruction_runs: int = 40
+    """Workflows per callgrind process (0: do not count instructions)."""
 
     @classmethod
     def quick(cls) -> MemoryPlan:
@@ -52,19 +57,23 @@ class MemoryPlan:
             concurrent_total=32,
             concurrent_rounds=1,
             warmup=2,
+            instruction_runs=0,
         )
 
 
 @dataclass
 class MemoryResult:
-    """Microseconds per activity / per workflow (layer and plain), workflows per second."""
+    """Microseconds per activity / per workflow (layer and plain), workflows per second,
+    instructions per activity."""
 
     per_activity_us: dict[str, float] = field(default_factory=lambda: {})
     per_workflow_us: dict[str, dict[str, float]] = field(default_factory=lambda: {})
     concurrent_per_s: dict[str, float] = field(default_factory=lambda: {})
+    per_activity_instructions: dict[str, float] = field(default_factory=lambda: {})
+    """``ours`` and ``plain``, by callgrind; empty where valgrind is not installed."""
 
 
-async def _plain_steps(request: StepsInput) -> StepIO:
+async def plain_steps(request: StepsInput) -> StepIO:
     """The N-step body without the layer."""
     value = StepIO(i=0, pad=request.pad)
     for _ in range(request.n):
@@ -156,10 +165,10 @@ async def _measure(plan: MemoryPlan) -> MemoryResult:
         t50, t0 = await _interleaved_us(layer_n50, layer_n0, plan.step_iterations, plan.warmup)
 
         async def plain_n50() -> None:
-            await _plain_steps(shapes.new_steps_input(_run_id(), n))
+            await plain_steps(shapes.new_steps_input(_run_id(), n))
 
         async def plain_n0() -> None:
-            await _plain_steps(shapes.new_steps_input(_run_id(), 0))
+            await plain_steps(shapes.new_steps_input(_run_id(), 0))
 
         p50, p0 = await _interleaved_us(plain_n50, plain_n0, plan.step_iterations, plan.warmup)
         result.per_activity_us = {
@@ -171,7 +180,7 @@ async def _measure(plan: MemoryPlan) -> MemoryResult:
             await layer_n(1)
 
         async def plain_n1() -> None:
-            await _plain_steps(shapes.new_steps_input(_run_id(), 1))
+            await plain_steps(shapes.new_steps_input(_run_id(), 1))
 
         ours, plain = await _interleaved_us(
             layer_n1, plain_n1, plan.workflow_iterations, plan.warmup
@@ -208,5 +217,9 @@ async def _measure(plan: MemoryPlan) -> MemoryResult:
 
 
 def run_memory(plan: MemoryPlan) -> MemoryResult:
-    """Measure the in-memory engine in this process."""
-    return asyncio.run(_measure(plan))
+    """Measure the in-memory engine in this process (and its instructions in callgrind
+    subprocesses)."""
+    result = asyncio.run(_measure(plan))
+    if plan.instruction_runs > 0:
+        result.per_activity_instructions = per_activity_instructions(plan.instruction_runs)
+    return result

@@ -246,6 +246,19 @@ def _memory_rows(memory: MemoryResult) -> list[Row]:
             plain,
         )
     ]
+    counted = memory.per_activity_instructions
+    if counted:
+        rows.append(
+            _row(
+                "In-memory engine: instructions per activity (callgrind)",
+                counted["ours"],
+                counted["plain"],
+                "memory",
+                "instructions",
+                plain,
+                extra={"unit": "instructions, not ms"},
+            )
+        )
     for shape, values in memory.per_workflow_us.items():
         rows.append(
             _row(
@@ -832,6 +845,8 @@ def _describe(row: Row, side: str) -> str:
     if row.metric == "throughput":
         rate = row.extra.get("ours_per_s" if side == "ours" else "baseline_per_s")
         return f"{rate:.0f}/s" if rate is not None else _fmt_ms(value)
+    if row.metric == "instructions":
+        return f"{value / 1000:.1f}k instructions"
     if row.group == "memory" or value < 0.1:
         return f"{value * 1000:.1f} µs"
     return f"{_fmt_ms(value)} ms"
