@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
-from conftest import Deployment
+from restate_lane import Deployment
 from scenario_support import new_run, scenario_engine
 from scenario_workflows import Parcel, parcel_wf, signature
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from cluster_support import cluster_engine, serves
-from conftest import HERE, RESTATE_GAPS, Deployment, RestateEnv
+from restate_lane import HERE, RESTATE_GAPS, Deployment, RestateEnv
 
 from durable_workflow.testing import EFFECTS_ENV, ConformanceSuite, SideEffects
 from durable_workflow.testing.workflows import ALL_WORKFLOWS

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RESTATE_GAPS, Deployment, RestateEnv, client_engine, deploy
+from restate_lane import RESTATE_GAPS, Deployment, RestateEnv, client_engine, deploy
 
 from durable_workflow.testing import ConformanceSuite
 

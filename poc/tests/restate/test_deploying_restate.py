@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import HERE
+from restate_lane import HERE
 from versions_app import RETENTION, Probe, go, retained_wf, versioned_wf
 from worker_process import WorkerProcess
 

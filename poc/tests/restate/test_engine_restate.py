@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import HERE
+from restate_lane import HERE
 
 from durable_workflow import Pending
 from durable_workflow.restate import RestateEngine

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import Deployment
+from restate_lane import Deployment
 from scenario_support import commands, invocation_row, journal, new_run, scenario_engine
 from scenario_workflows import (
     DELIVER,

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Deployment
+from restate_lane import Deployment
 from scenario_support import new_run
 from scenario_workflows import DELIVER, WEIGH, Parcel, Refused, parcel_wf, signature
 

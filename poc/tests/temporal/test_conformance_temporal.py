@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import TemporalEnv
+from temporal_lane import TemporalEnv
 
 from durable_workflow.testing import ConformanceSuite
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import WorkerProcess, temporal_engine, tuned_server
+from temporal_lane import WorkerProcess, temporal_engine, tuned_server
 
 from durable_workflow import Done
 from durable_workflow.temporal import TemporalEngine

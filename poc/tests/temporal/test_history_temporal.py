@@ -11,7 +11,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import TemporalEnv
+from temporal_lane import TemporalEnv
 
 from durable_workflow.testing.workflows import Approval, OutOfStock, Probe, deferred_wf, saga_wf
 from temporal_harness import TemporalDevServer

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TemporalEnv
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporal_lane import TemporalEnv
 
 from durable_workflow import SpanIdGenerator, disable_tracing, enable_tracing
 from durable_workflow.testing import eventually
