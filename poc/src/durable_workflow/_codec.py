@@ -114,16 +114,12 @@ class Codec(Generic[T]):
     def encode(self, value: object) -> Json:
         """Validate a value and turn it into `Json`."""
         if type(value) is self._exact:
-            try:
-                return self._dump(value, mode="json")
-            except Exception as exc:  # serializer errors name the field in their message
-                raise PayloadInvalid(
-                    self.what, [{"loc": (), "msg": str(exc), "type": "serialization"}]
-                ) from exc
-        try:  # self.validate, inlined (this runs for every journaled value)
-            validated = self._validate(value)
-        except ValidationError as exc:
-            raise PayloadInvalid(self.what, validation_errors(exc)) from None
+            validated = value  # what the validator would return
+        else:
+            try:  # self.validate, inlined (this runs for every journaled value)
+                validated = self._validate(value)
+            except ValidationError as exc:
+                raise PayloadInvalid(self.what, validation_errors(exc)) from None
         try:
             encoded: Json = self._dump(validated, mode="json")
         except Exception as exc:  # serializer errors name the field in their message
