@@ -43,6 +43,7 @@ __all__ = [
     "activity",
     "activity_type_named",
     "InlineActivities",
+    "InlineJournal",
 ]
 
 P = ParamSpec("P")
@@ -126,6 +127,11 @@ class Activity(Generic[P, R]):
                                          idempotency_key=f"{order.id}-{current_attempt()}")
         ```
     """
+
+    # Slots for what every step reads (a slot is read faster than an instance-dict entry,
+    # and `functools.update_wrapper` and `copy.copy` leave the dict unshared); the dict keeps
+    # what `update_wrapper` sets (``__doc__``, ``__wrapped__``, ...).
+    __slots__ = ("__dict__", "_is_async", "codec", "errors", "fn", "name", "retry")
 
     def __init__(
         self,
@@ -298,15 +304,32 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-class InlineActivities:
-    """An engine whose journal can take a new activity step in the body's own coroutine.
+class InlineJournal:
+    """One run's journal, when it can take a new activity step in the body's own coroutine.
 
     Before a single-attempt activity at the top of a body (not in a group branch, not traced,
-    no suspend-on-failure), the portable layer asks `inline_slot`. When the engine answers with
-    a slot, the layer runs the work itself, in the body's coroutine, exactly as
+    no suspend-on-failure), the portable layer asks `inline_open`. When the journal says yes,
+    the layer runs the work itself, in the body's coroutine, exactly as
     `ActivityInvocation.run` would, and hands the exit to `inline_record`: what
     ``activity_execute`` does for a new step, without an invocation and the coroutines in
-    between. When it answers ``None``, the step goes through ``activity_execute`` as usual.
+    between. When it says no, the step goes through ``activity_execute`` as usual.
+    """
+
+    __slots__ = ()
+
+    def inline_open(self) -> bool:
+        """Whether a new attempt comes next at this point of the journal (``False`` on a
+        replay, or with an interrupt to deliver: then the step goes through
+        ``activity_execute``)."""
+        return False
+
+    def inline_record(self, name: str, exit: EncodedExit) -> None:
+        """Journal the exit of attempt 1 of activity ``name`` where `inline_open` said."""
+        raise NotImplementedError
+
+
+class InlineActivities:
+    """An engine whose runs can journal activity steps inline (see `InlineJournal`).
 
     An engine opts in by inheriting from this class (the in-memory engine does: its journal is
     a list in the same process, so the layers around a step cost more than the step).
@@ -314,14 +337,10 @@ class InlineActivities:
 
     __slots__ = ()
 
-    def inline_slot(self, execution: Execution) -> object | None:
-        """A slot for a new attempt at this point of ``execution``'s journal, or ``None`` when
-        the step must go through ``activity_execute`` (a replay, an interrupt to deliver)."""
+    def inline_journal(self, execution: Execution) -> InlineJournal | None:
+        """The journal of this run of ``execution``, asked once per run, or ``None`` when
+        every step of the run goes through ``activity_execute``."""
         return None
-
-    def inline_record(self, slot: object, name: str, exit: EncodedExit) -> None:
-        """Journal the exit of attempt 1 of activity ``name`` in the slot `inline_slot` gave."""
-        raise NotImplementedError
 
 
 def _self_cancelled(name: str, attempt: int) -> EncodedExit:
@@ -633,7 +652,7 @@ class ActivityCall(Step[R]):
     def __await__(self) -> Generator[Any, None, R]:
         # Step._await, inlined for the most frequent step (one activity call, awaited at the
         # top of a body), with the work itself run here when the engine takes the step inline
-        # (see InlineActivities): what _Attempt.run -> _work_once does for attempt 1, then the
+        # (see InlineJournal): what _Attempt.run -> _work_once does for attempt 1, then the
         # engine's journaling, in this generator.
         state = SCOPE.get()
         if type(state) is not RunState:
@@ -644,12 +663,10 @@ class ActivityCall(Step[R]):
             return (yield from self._general(state))
         name = self.name
         step_names = state.step_names  # state.claim, inlined
-        claimed = len(step_names)
-        step_names.add(name)
-        if len(step_names) == claimed:
+        if name in step_names:
             raise DuplicateStepName("activity", name)
-        slot = inline.inline_slot(state.execution)
-        if slot is None:
+        step_names.add(name)
+        if not inline.inline_open():
             pending = _Attempt(self, state, name, 1, False)
             exit = yield from state.engine.activity_execute(state.execution, pending).__await__()
             return self.decode(exit) if self._compensation is None else self.settle(state, exit)
@@ -667,7 +684,15 @@ class ActivityCall(Step[R]):
                 kwargs = self._kwargs
                 running = fn(*self._args, **kwargs) if kwargs else fn(*self._args)
             value = yield from running.__await__()
-            exit = {"_tag": "Success", "value": act.codec.encode(value)}
+            codec = act.codec
+            if type(value) is codec.exact:  # codec.encode, inlined for a model instance
+                try:
+                    encoded = codec.dump(value, mode="json")
+                except Exception as exc:
+                    raise codec.unserializable(exc) from exc
+            else:
+                encoded = codec.encode(value)
+            exit = {"_tag": "Success", "value": encoded}
             succeeded = True
         except asyncio.CancelledError:
             if _cancelling():
@@ -682,7 +707,7 @@ class ActivityCall(Step[R]):
                 SCOPE.reset(token)
             except ValueError:
                 pass  # closed from another context
-        inline.inline_record(slot, name, exit)
+        inline.inline_record(name, exit)
         if not succeeded:
             return self.decode(exit) if self._compensation is None else self.settle(state, exit)
         # The value itself, as decoding this very exit would give it.

@@ -69,7 +69,7 @@ class Codec(Generic[T]):
         WorkflowDefinitionError: ``tp`` (or a field inside it) cannot be encoded as JSON.
     """
 
-    __slots__ = ("_adapter", "_dump", "_exact", "_validate", "has_secrets", "tp", "what")
+    __slots__ = ("_adapter", "_validate", "dump", "exact", "has_secrets", "tp", "what")
 
     def __init__(self, tp: Any, what: str) -> None:
         self.tp = tp
@@ -88,10 +88,12 @@ class Codec(Generic[T]):
         # pydantic-core's own validator and serializer: the TypeAdapter methods wrap them in
         # more Python than the work itself costs for small values (measured: 0.3 us of 0.4).
         self._validate: Callable[[Any], Any] = self._adapter.validator.validate_python
-        self._dump: Callable[..., Any] = self._adapter.serializer.to_python
+        self.dump: Callable[..., Any] = self._adapter.serializer.to_python
+        """pydantic-core's serializer (``dump(value, mode="json")``), for callers that inline
+        `encode` for an `exact` instance."""
         # A pydantic model that never revalidates its own instances: validating one returns
         # it unchanged, so `encode` skips the validator for an instance of exactly this class.
-        self._exact: type | None = (
+        self.exact: type | None = (
             tp
             if isinstance(tp, type)
             and issubclass(tp, pydantic.BaseModel)
@@ -99,6 +101,7 @@ class Codec(Generic[T]):
             and not self.has_secrets
             else None
         )
+        """The model class whose instances `encode` takes without validating, if any."""
 
     def validate(self, value: object) -> T:
         """Validate (and coerce) a value of the declared type.
@@ -113,7 +116,7 @@ class Codec(Generic[T]):
 
     def encode(self, value: object) -> Json:
         """Validate a value and turn it into `Json`."""
-        if type(value) is self._exact:
+        if type(value) is self.exact:
             validated = value  # what the validator would return
         else:
             try:  # self.validate, inlined (this runs for every journaled value)
@@ -121,14 +124,16 @@ class Codec(Generic[T]):
             except ValidationError as exc:
                 raise PayloadInvalid(self.what, validation_errors(exc)) from None
         try:
-            encoded: Json = self._dump(validated, mode="json")
-        except Exception as exc:  # serializer errors name the field in their message
-            raise PayloadInvalid(
-                self.what, [{"loc": (), "msg": str(exc), "type": "serialization"}]
-            ) from exc
+            encoded: Json = self.dump(validated, mode="json")
+        except Exception as exc:
+            raise self.unserializable(exc) from exc
         if self.has_secrets:
-            encoded = seal(encoded, self._dump(validated, mode="python"))
+            encoded = seal(encoded, self.dump(validated, mode="python"))
         return encoded
+
+    def unserializable(self, exc: Exception) -> PayloadInvalid:
+        """The error for a value the serializer refused (its message names the field)."""
+        return PayloadInvalid(self.what, [{"loc": (), "msg": str(exc), "type": "serialization"}])
 
     def decode(self, data: Json) -> T:
         """Turn `Json` read from the journal back into the declared type (secrets decrypted)."""

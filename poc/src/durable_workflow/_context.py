@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import DuplicateStepName, OutsideWorkflow
 
 if TYPE_CHECKING:
-    from ._activity import InlineActivities
+    from ._activity import InlineJournal
     from ._engine import Execution, WorkflowEngine
     from ._exit import Failure, Success
     from ._tracing import ExecutionTrace
@@ -69,9 +69,10 @@ class RunState:
     _nows: dict[str, int] = field(default_factory=lambda: {})
     first_attempt_scope: InActivity | None = None
     """`first_attempt`, once built."""
-    inline: InlineActivities | None = None
-    """The engine, when it takes an activity step inline in the body's coroutine and nothing
-    (tracing, suspend-on-failure) needs the step to go through ``activity_execute``."""
+    inline: InlineJournal | None = None
+    """The run's journal, when the engine takes activity steps inline in the body's coroutine
+    and nothing (tracing, suspend-on-failure) needs a step to go through
+    ``activity_execute``."""
 
     def first_attempt(self) -> InActivity:
         """What the scope holds while the work of an activity's first attempt runs in this

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NoReturn, Protocol, cast
 
-from ._activity import InlineActivities
+from ._activity import InlineActivities, InlineJournal
 from ._codec import Json
 from ._engine import (
     ActivityInvocation,
@@ -217,8 +217,9 @@ class _GroupRun:
 _GROUP: ContextVar[_GroupRun | None] = ContextVar("durable_workflow_memory_group", default=None)
 
 
-class _Run:
-    """One run of an execution's body: the `Execution` handle the body sees."""
+class _Run(InlineJournal):
+    """One run of an execution's body: the `Execution` handle the body sees, and its journal
+    for the steps the portable layer takes inline."""
 
     __slots__ = ("cursor", "delivered_in_group", "ex", "replayed", "waiters")
 
@@ -240,6 +241,25 @@ class _Run:
     @property
     def headers(self) -> Mapping[str, str]:
         return self.ex.headers
+
+    def inline_open(self) -> bool:
+        """Whether a new step at the top of the body is next (what most steps are): the
+        portable layer then runs the work and calls `inline_record`, the fast path of
+        `InMemoryEngine.activity_execute` without the layers in between."""
+        ex = self.ex
+        if self.cursor != len(ex.order) or ex.interrupt_requested or _GROUP.get() is not None:
+            return False
+        self.replayed = False
+        return True
+
+    def inline_record(self, name: str, exit: EncodedExit) -> None:
+        """Journal attempt 1 of ``name`` at the end of the journal (see `inline_open`)."""
+        ex = self.ex
+        order = ex.order
+        key = ("activity", name, 1)
+        ex.results[key] = exit
+        order.append(key)
+        self.cursor = len(order)
 
 
 def _clock_key(name: str) -> str:
@@ -617,27 +637,12 @@ class InMemoryEngine(EngineBase, InlineActivities):
 
     # -- body side --------------------------------------------------------------------------
 
-    def inline_slot(self, execution: Execution) -> object | None:
-        """The run, when a new step at the top of its body is next (what most steps are):
-        the portable layer then runs the work and calls `inline_record`, the fast path of
-        `activity_execute` without the layers in between."""
+    def inline_journal(self, execution: Execution) -> InlineJournal | None:
+        """The run itself (see `_Run.inline_open`), unless a subclass wraps
+        `activity_execute` (then every step goes through it)."""
         if type(execution) is not _Run or not self._inline:
             return None
-        ex = execution.ex
-        if execution.cursor != len(ex.order) or ex.interrupt_requested or _GROUP.get() is not None:
-            return None
-        execution.replayed = False
         return execution
-
-    def inline_record(self, slot: Any, name: str, exit: EncodedExit) -> None:
-        """Journal attempt 1 of ``name`` at the end of the run's journal (see `inline_slot`)."""
-        run: _Run = slot
-        ex = run.ex
-        order = ex.order
-        key = ("activity", name, 1)
-        ex.results[key] = exit
-        order.append(key)
-        run.cursor = len(order)
 
     async def activity_execute(
         self, execution: Execution, activity: ActivityInvocation

@@ -501,7 +501,7 @@ class Workflow(Generic[P, R]):
         )
         state = RunState(engine, execution, suspend_on_failure=self.suspend_on_failure, trace=trace)
         if trace is None and not self.suspend_on_failure and isinstance(engine, InlineActivities):
-            state.inline = engine
+            state.inline = engine.inline_journal(execution)
         with body_scope(state):
             exit = await self._run_body(state, payload)
             if exit_tag(exit) != "Success":
