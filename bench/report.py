@@ -88,6 +88,10 @@ def _row(
     return Row(name, round(ours, 4), round(base, 4), round(ratio, 3), group, metric, baseline, **kw)
 
 
+def _round_or_none(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
 def _median(runs: SideRuns) -> float:
     return statistics.median(runs.ms)
 
@@ -215,6 +219,30 @@ def _restate_rows(result: ModeResult) -> list[Row]:
                     "ours_service_cpu_ms": round(sides["ours"].per_workflow()["service"], 3),
                     "baseline_service_cpu_ms": round(sides["raw"].per_workflow()["service"], 3),
                 },
+                **common,
+            )
+        )
+    for shape, counted in result.instructions.items():
+        ours_i, raw_i = counted["ours"], counted["raw"]
+        extra: dict[str, Any] = {"unit": "instructions, not ms"}
+        if ours_i.gc_per_workflow is not None and raw_i.gc_per_workflow is not None:
+            extra["ours_gc"] = round(ours_i.gc_per_workflow)
+            extra["baseline_gc"] = round(raw_i.gc_per_workflow)
+            extra["ratio_without_gc"] = round(
+                (ours_i.per_workflow - ours_i.gc_per_workflow)
+                / (raw_i.per_workflow - raw_i.gc_per_workflow),
+                3,
+            )
+        rows.append(
+            _row(
+                f"{title}, {_SHAPE_TITLE[shape]}: service instructions per workflow (callgrind)",
+                ours_i.per_workflow,
+                raw_i.per_workflow,
+                "restate",
+                "service_instructions",
+                base,
+                shape=shape,
+                extra=extra,
                 **common,
             )
         )
@@ -467,6 +495,13 @@ def merge_results(
                 for shape, sides in result.throughput.items()
             },
             "journal_entries_per_workflow": result.journal_entries,
+            "service_instructions_per_workflow": {
+                shape: {
+                    side: {"total": round(c.per_workflow), "gc": _round_or_none(c.gc_per_workflow)}
+                    for side, c in counted.items()
+                }
+                for shape, counted in result.instructions.items()
+            },
             "wall_s": round(result.wall_s, 1),
             "foreign_cpu_share": result.foreign_cpu_share,
         }
@@ -847,6 +882,8 @@ def _describe(row: Row, side: str) -> str:
         return f"{rate:.0f}/s" if rate is not None else _fmt_ms(value)
     if row.metric == "instructions":
         return f"{value / 1000:.1f}k instructions"
+    if row.metric == "service_instructions":
+        return f"{value / 1e6:.2f}M instructions"
     if row.group == "memory" or value < 0.1:
         return f"{value * 1000:.1f} µs"
     return f"{_fmt_ms(value)} ms"
@@ -932,6 +969,7 @@ _SHORT_METRIC = {
     "throughput": "throughput 200@16",
     "client_latency_median": "client path p50",
     "process_cpu": "CPU/wf (worker process)",
+    "service_instructions": "service instructions/wf",
 }
 
 

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -49,6 +49,9 @@ from .apps import raw as raw_app
 from .apps import raw_control
 from .stats import RssSampler, cpu_seconds, read_status_kb, system_busy_seconds
 from .workflows import FAN_WORKFLOW, POC_WORKFLOW, STEPS_WORKFLOW, steps_workflow
+
+if TYPE_CHECKING:
+    from .restate_instructions import ServiceInstructions
 
 __all__ = [
     "Mode",
@@ -124,17 +127,22 @@ class Plan:
     """How much to measure (`Plan.quick` for a smoke run)."""
 
     latency_iterations: dict[str, int] = field(
-        default_factory=lambda: {"poc": 100, "n1": 100, "n10": 60, "n50": 30, "fan50": 30}
+        default_factory=lambda: {"poc": 100, "n1": 100, "n10": 60, "n50": 30, "fan50": 100}
     )
     warmup: int = 5
     throughput_total: int = 200
     concurrency: int = 16
     throughput_rounds: dict[str, int] = field(
-        default_factory=lambda: {"poc": 4, "n1": 4, "n10": 2, "n50": 2}
+        default_factory=lambda: {"poc": 6, "n1": 6, "n10": 4, "n50": 2}
     )
     http1_n50_rounds: int = 1
     """Rounds of the slowest throughput run (about 30 s a side on 2 cores)."""
     client_iterations: int = 60
+    instruction_workflows: dict[str, int] = field(
+        default_factory=lambda: {"poc": 60, "n1": 300, "n10": 30, "n50": 3, "fan50": 30}
+    )
+    """Workflows per shape whose service instructions callgrind counts (about a billion
+    instructions each; see `bench.restate_instructions`); empty: not counted."""
 
     @classmethod
     def quick(cls) -> Plan:
@@ -145,6 +153,7 @@ class Plan:
             throughput_total=32,
             throughput_rounds={"poc": 1, "n1": 1, "n10": 1, "n50": 1},
             client_iterations=6,
+            instruction_workflows={},
         )
 
 
@@ -184,6 +193,9 @@ class ModeResult:
     foreign_cpu_share: float | None = None
     """CPU used on the machine by processes other than this benchmark's (bench, restate-server,
     services), as a share of all cores over the mode's wall time: other load that was there."""
+    instructions: dict[str, dict[str, ServiceInstructions]] = field(default_factory=lambda: {})
+    """Per shape, ``ours`` and ``raw``: service instructions per workflow, by callgrind (empty
+    where valgrind is not installed or the plan counts none)."""
 
 
 class Driver:
@@ -446,5 +458,11 @@ def run_mode(plan: Plan, mode: Mode) -> tuple[ModeResult, str]:
             service.register(server)
         services: dict[SideName, ServiceProcess] = {"ours": ours, "raw": raw, "control": control}
         asyncio.run(_measure(plan, mode, server, services, result))
+        if plan.instruction_workflows:
+            from .restate_instructions import count_service_instructions
+
+            result.instructions = count_service_instructions(
+                server, mode, plan.instruction_workflows
+            )
         version = server.binary.version
     return result, version

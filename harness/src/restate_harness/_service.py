@@ -44,6 +44,9 @@ class ServiceProcess(ManagedProcess):
         startup_timeout: Seconds to wait until the app answers.
         stop_timeout: Seconds between SIGINT and SIGKILL in `stop()`.
         graceful_timeout: Seconds the server gives open requests to finish after SIGINT.
+        prefix: A command the child runs under, e.g. ``["valgrind", "--tool=callgrind"]``
+            (the benchmarks count a service's instructions so); give it a longer
+            ``startup_timeout``.
 
     Example:
         ```python
@@ -67,6 +70,7 @@ class ServiceProcess(ManagedProcess):
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         graceful_timeout: float = 1.0,
+        prefix: Sequence[str] = (),
     ) -> None:
         super().__init__(startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         if mode not in ("http1", "http2"):
@@ -79,6 +83,7 @@ class ServiceProcess(ManagedProcess):
         self._pythonpath = [Path(p).absolute() for p in pythonpath]
         self._cwd = Path(cwd).absolute() if cwd is not None else None
         self._graceful_timeout = graceful_timeout
+        self._prefix = list(prefix)
         self._log_dir: Path | None = None
 
     # --- hooks -----------------------------------------------------------------------------
@@ -103,6 +108,7 @@ class ServiceProcess(ManagedProcess):
 
     def _command(self) -> tuple[list[str], Mapping[str, str], Path | None]:
         argv = [
+            *self._prefix,
             sys.executable,
             "-m",
             "restate_harness._serve",

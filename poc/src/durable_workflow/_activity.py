@@ -184,9 +184,8 @@ class Activity(Generic[P, R]):
         Temporal activity worker; see `durable_workflow.engine.run_activity`)."""
         args, kwargs = self._argument_codec().decode(arguments)
         call = ActivityCall(self, None, args, kwargs)
-        return await call._work_once(  # pyright: ignore[reportPrivateUsage]
-            info.workflow, info.execution_id, self.name, info.attempt or 1, None
-        )
+        scope = InActivity(info.workflow, info.execution_id, info.attempt or 1)
+        return await call._work_once(scope, self.name, None)  # pyright: ignore[reportPrivateUsage]
 
     def named(self, name: str) -> Activity[P, R]:
         """The same work under another journal name (for calls in a loop).
@@ -463,14 +462,12 @@ class _Attempt(ActivityInvocation):
                 self.work.interrupt()
         state = self.state
         if state.trace is None and not state.suspend_on_failure:  # the common case, direct
-            execution = state.execution
-            return self.call._work_once(  # pyright: ignore[reportPrivateUsage]
-                execution.workflow_name,
-                execution.execution_id,
-                self.name,
-                self.attempt,
-                self.work,
-            )
+            if self.attempt == 1:
+                scope = state.first_attempt_scope or state.first_attempt()
+            else:
+                execution = state.execution
+                scope = InActivity(execution.workflow_name, execution.execution_id, self.attempt)
+            return self.call._work_once(scope, self.name, self.work)  # pyright: ignore[reportPrivateUsage]
         return self.call._attempt(self)  # pyright: ignore[reportPrivateUsage]
 
     def arguments(self) -> Json:
@@ -558,13 +555,13 @@ class ActivityCall(Step[R]):
         state = pending.state
         execution = state.execution
         trace = state.trace
-        work = (execution.workflow_name, execution.execution_id, pending.name, pending.attempt)
+        scope = InActivity(execution.workflow_name, execution.execution_id, pending.attempt)
         if trace is None:
-            exit = await self._work_once(*work, pending.work)
+            exit = await self._work_once(scope, pending.name, pending.work)
         else:
             attributes = {"activity.name": pending.name, "activity.attempt": pending.attempt}
             with trace.step(f"activity {pending.name}", attributes) as span:
-                exit = await self._work_once(*work, pending.work)
+                exit = await self._work_once(scope, pending.name, pending.work)
                 set_outcome(span, exit)
         if state.suspend_on_failure:
             return self.finish(state, pending.attempt, exit)
@@ -582,18 +579,16 @@ class ActivityCall(Step[R]):
             raise ParkRequest(exit)
         return exit
 
-    async def _work_once(
-        self, workflow: str, execution_id: str, name: str, attempt: int, work: _Work | None
-    ) -> EncodedExit:
+    async def _work_once(self, scope: InActivity, name: str, work: _Work | None) -> EncodedExit:
         act = self.activity
-        token = SCOPE.set(InActivity(workflow, execution_id, attempt))
+        token = SCOPE.set(scope)
         try:
             if act._is_async:  # pyright: ignore[reportPrivateUsage]
                 running: Awaitable[Any] = self._invoke()
             else:
                 running = asyncio.to_thread(self._invoke)
-            # Only a group's branch can be interrupted on its own (a loser), and only then
-            # does the work need a Task of its own; elsewhere it runs inline.
+            # Only a group's branch can be interrupted on its own (a loser): only then is the
+            # work registered as a `_Work`, to be stopped.
             value = await (work.run(running) if work is not None else running)
             exit: EncodedExit = {"_tag": "Success", "value": act.codec.encode(value)}
             # The value itself, for decoding this very exit (what a replay decodes from JSON).
@@ -603,7 +598,7 @@ class ActivityCall(Step[R]):
         except asyncio.CancelledError:
             if _cancelling():
                 raise  # the engine is stopping this run: not the work's outcome
-            exit = _self_cancelled(name, attempt)
+            exit = _self_cancelled(name, scope.attempt)
         except Exception as exc:
             exit = exception_to_exit_json(exc, act.errors)
         finally:

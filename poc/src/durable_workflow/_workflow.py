@@ -508,8 +508,9 @@ class Workflow(Generic[P, R]):
                 exit = await _run_all(
                     reversed(state.compensations), lambda c: c(), exit, "compensation"
                 )
-            typed = self.decode_exit(exit, execution.execution_id)
-            exit = await _run_all(state.finalizers, lambda f: f(typed), exit, "finalizer")
+            if state.finalizers:  # they get the typed outcome: decoded only for them
+                typed = self.decode_exit(exit, execution.execution_id)
+                exit = await _run_all(state.finalizers, lambda f: f(typed), exit, "finalizer")
             if trace is not None:
                 trace.finish(exit)
             return exit
