@@ -561,16 +561,15 @@ def _ratio_of_p90s(draw: Mapping[str, Sequence[float]]) -> float:
 
 
 def restate_intervals(document: dict[str, Any]) -> None:
-    """Give each Restate latency row (median, p90, cost per step) the 95% bootstrap interval
-    of its ratio, from the run's samples (``extra.ratio_ci95``), in place. CPU rows have one
-    total per side and throughput rows a few rounds: no interval for those."""
+    """Give each Restate latency row (median, p90, cost per step) and each throughput row of
+    three rounds or more the 95% bootstrap interval of its ratio, from the run's samples
+    (``extra.ratio_ci95``), in place. CPU rows have one total per side: no interval."""
     samples: Mapping[str, Any] = document.get("samples", {})
     for item in document.get("rows", []):
         if item.get("group") != "restate":
             continue
-        latency: Mapping[str, Any] = (samples.get(str(item.get("mode"))) or {}).get(
-            "latency_ms"
-        ) or {}
+        mode_samples: Mapping[str, Any] = samples.get(str(item.get("mode"))) or {}
+        latency: Mapping[str, Any] = mode_samples.get("latency_ms") or {}
         metric = item.get("metric")
         interval: tuple[float, float] | None = None
         if metric in ("latency_median", "latency_p90"):
@@ -589,6 +588,17 @@ def restate_intervals(document: dict[str, Any]) -> None:
                     "base50": n50["raw"],
                 }
                 interval = bootstrap_ci(draws, _ratio_of_slopes)
+        elif metric == "throughput":
+            rates: Mapping[str, Sequence[float]] = (mode_samples.get("throughput_per_s") or {}).get(
+                str(item.get("shape"))
+            ) or {}
+            ours_rates, raw_rates = rates.get("ours") or [], rates.get("raw") or []
+            if min(len(ours_rates), len(raw_rates)) >= 3:  # ms per workflow, as the row reads
+                draws = {
+                    "ours": [1000 / r for r in ours_rates],
+                    "base": [1000 / r for r in raw_rates],
+                }
+                interval = bootstrap_ci(draws, _ratio_of_medians)
         if interval is not None:
             extra: dict[str, Any] = item.setdefault("extra", {})
             extra["ratio_ci95"] = [round(interval[0], 3), round(interval[1], 3)]

@@ -135,7 +135,7 @@ class Plan:
     throughput_rounds: dict[str, int] = field(
         default_factory=lambda: {"poc": 6, "n1": 6, "n10": 4, "n50": 2}
     )
-    http1_n50_rounds: int = 1
+    http1_n50_rounds: int = 3
     """Rounds of the slowest throughput run (about 30 s a side on 2 cores)."""
     client_iterations: int = 60
     instruction_workflows: dict[str, int] = field(
