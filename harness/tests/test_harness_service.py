@@ -73,6 +73,17 @@ def test_extra_env_reaches_the_service(tmp_path: Path) -> None:
         assert env_file.read_text() == "hi"
 
 
+def test_the_service_runs_under_its_prefix(tmp_path: Path) -> None:
+    # What the benchmarks do with valgrind: the prefix runs the interpreter, in the same pid.
+    marker = tmp_path / "wrapped.txt"
+    prefix = ["sh", "-c", f'echo "$$" > {marker}; exec "$@"', "wrapper"]
+
+    with ServiceProcess("counter:app", pythonpath=[APPS_DIR], prefix=prefix) as service:
+        assert _health(service) == 200
+        assert marker.read_text().strip() == str(service.pid)
+        assert service.stop() == 0
+
+
 def test_import_error_is_reported_with_the_log_tail() -> None:
     service = ServiceProcess("no_such_module:app")
 
