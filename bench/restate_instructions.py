@@ -71,7 +71,8 @@ def _gc(dump: Path) -> int | None:
         check=False,
     )
     found = _GC.search(done.stdout)
-    return int(found.group(1).replace(",", "")) if found is not None else 0
+    # Not found (a stripped or different interpreter): not known, rather than zero.
+    return int(found.group(1).replace(",", "")) if found is not None else None
 
 
 def _control(pid: int, flag: str) -> None:

@@ -132,3 +132,17 @@ async def test_inline_duplicate_step_is_refused() -> None:
     engine.register(duplicate_wf)
     with use_engine(engine), pytest.raises(DuplicateStepName):
         await duplicate_wf.execute(Req(id="d"))
+
+
+def test_an_activity_stays_an_ordinary_object_with_its_slots() -> None:
+    # Activity keeps its hot attributes in slots: it still carries the function's metadata,
+    # can be weakly referenced, and a named twin shares the work and the codec.
+    import weakref
+
+    twin = probe.named("probe-twin")
+
+    assert probe.__wrapped__ is probe.fn  # pyright: ignore[reportAttributeAccessIssue]
+    assert probe.__qualname__ == probe.fn.__qualname__
+    assert weakref.ref(twin)() is twin
+    assert (twin.name, twin.fn, twin.codec) == ("probe-twin", probe.fn, probe.codec)
+    assert probe.name == "probe"

@@ -130,8 +130,9 @@ class Activity(Generic[P, R]):
 
     # Slots for what every step reads (a slot is read faster than an instance-dict entry,
     # and `functools.update_wrapper` and `copy.copy` leave the dict unshared); the dict keeps
-    # what `update_wrapper` sets (``__doc__``, ``__wrapped__``, ...).
-    __slots__ = ("__dict__", "_is_async", "codec", "errors", "fn", "name", "retry")
+    # what `update_wrapper` sets (``__doc__``, ``__wrapped__``, ...); an activity can still
+    # be weakly referenced, as a plain class's instances can.
+    __slots__ = ("__dict__", "__weakref__", "_is_async", "codec", "errors", "fn", "name", "retry")
 
     def __init__(
         self,

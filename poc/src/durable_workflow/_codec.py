@@ -101,7 +101,9 @@ class Codec(Generic[T]):
             and not self.has_secrets
             else None
         )
-        """The model class whose instances `encode` takes without validating, if any."""
+        """The model class whose instances `encode` takes without validating, if any: never one
+        with secret fields, so an instance of it needs nothing but `dump` (what the in-memory
+        engine's inline step relies on when it encodes without calling `encode`)."""
 
     def validate(self, value: object) -> T:
         """Validate (and coerce) a value of the declared type.

@@ -594,14 +594,7 @@ class BodyOperations:
         decided: Callable[[Sequence[tuple[int, EncodedExit]]], bool],
     ) -> Callable[[], Coroutine[Any, Any, bytes]]:
         def on_end(exit: EncodedExit) -> None:
-            # `decided` sees what has finished with this exit last; appended and taken back
-            # here (nothing else runs in between) rather than copied for every branch.
-            finished.append((index, exit))
-            try:
-                over = decided(finished)
-            finally:
-                finished.pop()
-            if over:
+            if decided([*finished, (index, exit)]):
                 for other in live:
                     if other is not attempt:
                         other.interrupt()
