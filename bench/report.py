@@ -490,6 +490,13 @@ def merge_results(
                 shape: {side: [round(v, 3) for v in runs.ms] for side, runs in sides.items()}
                 for shape, sides in result.latency.items()
             },
+            "service_cpu_ms": {
+                shape: {
+                    side: [round(v, 3) for v in runs.service_cpu_runs]
+                    for side, runs in sides.items()
+                }
+                for shape, sides in result.latency.items()
+            },
             "throughput_per_s": {
                 shape: {side: [round(v, 2) for v in runs.ms] for side, runs in sides.items()}
                 for shape, sides in result.throughput.items()
@@ -561,9 +568,10 @@ def _ratio_of_p90s(draw: Mapping[str, Sequence[float]]) -> float:
 
 
 def restate_intervals(document: dict[str, Any]) -> None:
-    """Give each Restate latency row (median, p90, cost per step) and each throughput row of
-    three rounds or more the 95% bootstrap interval of its ratio, from the run's samples
-    (``extra.ratio_ci95``), in place. CPU rows have one total per side: no interval."""
+    """Give each Restate latency row (median, p90, cost per step), each service-CPU row whose
+    run kept its per-run CPU times, and each throughput row of three rounds or more the 95%
+    bootstrap interval of its ratio, from the run's samples (``extra.ratio_ci95``), in place.
+    Instruction rows have one count per side: no interval."""
     samples: Mapping[str, Any] = document.get("samples", {})
     for item in document.get("rows", []):
         if item.get("group") != "restate":
@@ -588,6 +596,13 @@ def restate_intervals(document: dict[str, Any]) -> None:
                     "base50": n50["raw"],
                 }
                 interval = bootstrap_ci(draws, _ratio_of_slopes)
+        elif metric == "service_cpu":
+            per_run: Mapping[str, Sequence[float]] = (mode_samples.get("service_cpu_ms") or {}).get(
+                str(item.get("shape"))
+            ) or {}
+            if per_run.get("ours") and per_run.get("raw"):
+                draws = {"ours": per_run["ours"], "base": per_run["raw"]}
+                interval = bootstrap_ci(draws, _ratio_of_means)
         elif metric == "throughput":
             rates: Mapping[str, Sequence[float]] = (mode_samples.get("throughput_per_s") or {}).get(
                 str(item.get("shape"))
@@ -616,6 +631,12 @@ def refresh(document: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- one table across engines ----------------------------------------------------------------
+
+
+def _ratio_of_means(draw: Mapping[str, Sequence[float]]) -> float:
+    """A CPU row's ratio: CPU per workflow, the total over the runs divided by their number."""
+    base = statistics.fmean(draw["base"])
+    return statistics.fmean(draw["ours"]) / base if base > 0 else math.inf
 
 
 def _ratio_of_median_rates(draw: Mapping[str, Sequence[float]]) -> float:

@@ -165,6 +165,9 @@ class SideRuns:
     """Wall time per run (latency) or per round (throughput: workflows per second)."""
     service_cpu_ms: float = 0.0
     """CPU time of the side's service process over all its runs, in ms."""
+    service_cpu_runs: list[float] = field(default_factory=lambda: [])
+    """The same per run, in ms (latency runs, one workflow each: what the CPU row's interval
+    is drawn from)."""
     server_cpu_ms: float = 0.0
     """CPU time of restate-server while this side ran, in ms."""
     workflows: int = 0
@@ -283,6 +286,7 @@ async def _interleaved(
                 runs_.ms.append(elapsed)
                 runs_.workflows += 1
                 runs_.service_cpu_ms += (service_after - service_before) * 1000
+                runs_.service_cpu_runs.append((service_after - service_before) * 1000)
                 runs_.server_cpu_ms += max(0.0, server_after - server_before) * 1000
     return result
 
