@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +30,6 @@ from restate_harness import RestateServer, ServiceProcess
 APP = "versions_app:engine"
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[list[RestateEngine]]:
-    made: list[RestateEngine] = []
-    yield made
-    for engine in made:
-        await engine.aclose()
-
-
 def _client(server: RestateServer, made: list[RestateEngine]) -> RestateEngine:
     engine = RestateEngine(server.ingress_url, server.admin_url)
     engine.register(versioned_wf)
@@ -60,11 +51,11 @@ async def _waiting(effects: SideEffects, p: Probe) -> None:
 
 
 async def test_an_execution_of_v1_finishes_on_v1_after_v2_is_deployed_and_new_ones_run_v2(
-    tmp_path: Path, client: list[RestateEngine]
+    tmp_path: Path, engine_for: list[RestateEngine]
 ) -> None:
     effects = SideEffects(tmp_path / "effects")
     with RestateServer() as server, _worker(server, effects, "v1") as v1:
-        engine = _client(server, client)
+        engine = _client(server, engine_for)
         assert "created (a new version)" in v1.output()
         old = Probe(run="old")
         old_id = await versioned_wf.start(old, engine=engine)
@@ -113,7 +104,7 @@ async def test_an_execution_of_v1_finishes_on_v1_after_v2_is_deployed_and_new_on
 
 
 async def test_removing_the_newest_deployment_of_a_workflow_an_older_one_serves_is_refused(
-    tmp_path: Path, client: list[RestateEngine]
+    tmp_path: Path, engine_for: list[RestateEngine]
 ) -> None:
     effects = SideEffects(tmp_path / "effects")
     with (
@@ -121,7 +112,7 @@ async def test_removing_the_newest_deployment_of_a_workflow_an_older_one_serves_
         _worker(server, effects, "v1") as v1,
         _worker(server, effects, "v2") as v2,
     ):
-        engine = _client(server, client)
+        engine = _client(server, engine_for)
         with pytest.raises(DeploymentInUse) as info:
             await engine.remove_deployment(v2.deployment_id)
         assert info.value.latest_for == ("DurableDeferred", "DwRetained", "DwVersioned")
@@ -131,11 +122,11 @@ async def test_removing_the_newest_deployment_of_a_workflow_an_older_one_serves_
 
 
 async def test_serving_changed_code_at_a_registered_address_is_refused_before_it_serves(
-    tmp_path: Path, client: list[RestateEngine]
+    tmp_path: Path, engine_for: list[RestateEngine]
 ) -> None:
     effects = SideEffects(tmp_path / "effects")
     with RestateServer() as server, _worker(server, effects, "v1") as v1:
-        engine = _client(server, client)
+        engine = _client(server, engine_for)
         port, first_id = v1.port, v1.deployment_id
         v1.stop()
         changed = _worker(server, effects, "v2", port=port)
@@ -153,11 +144,11 @@ async def test_serving_changed_code_at_a_registered_address_is_refused_before_it
 
 
 async def test_registering_changed_code_without_force_is_refused_and_force_overwrites_in_place(
-    tmp_path: Path, client: list[RestateEngine]
+    tmp_path: Path, engine_for: list[RestateEngine]
 ) -> None:
     effects = SideEffects(tmp_path / "effects")
     with RestateServer() as server, _worker(server, effects, "v1") as v1:
-        engine = _client(server, client)
+        engine = _client(server, engine_for)
         old = Probe(run="forced")
         old_id = await versioned_wf.start(old, engine=engine)
         await _waiting(effects, old)
@@ -204,11 +195,11 @@ def _fingerprint(version: str) -> str:
 
 
 async def test_the_worker_command_stops_on_sigterm_and_an_interrupted_wait_resumes(
-    tmp_path: Path, client: list[RestateEngine]
+    tmp_path: Path, engine_for: list[RestateEngine]
 ) -> None:
     effects = SideEffects(tmp_path / "effects")
     with RestateServer() as server, _worker(server, effects, "v1", graceful_timeout=1.0) as w:
-        engine = _client(server, client)
+        engine = _client(server, engine_for)
         assert f"(pid {w.pid})" in w.output()  # the serving process is the one started
         idle = Probe(run="idle")
         done_id = await versioned_wf.start(idle, engine=engine)
@@ -232,12 +223,12 @@ async def test_the_worker_command_stops_on_sigterm_and_an_interrupted_wait_resum
 
 
 async def test_a_finished_execution_is_forgotten_after_its_retention_and_the_payload_runs_anew(
-    tmp_path: Path, client: list[RestateEngine]
+    tmp_path: Path, engine_for: list[RestateEngine]
 ) -> None:
     effects = SideEffects(tmp_path / "effects")
     cleaner = {"RESTATE_WORKER__CLEANUP_INTERVAL": "1s"}  # default 1 h: expiry is lazy
     with RestateServer(env=cleaner) as server, _worker(server, effects, "v1") as w:
-        engine = _client(server, client)
+        engine = _client(server, engine_for)
         registered = await engine.deployments()
         assert [d.id for d in registered] == [w.deployment_id]
         services = {s["name"]: s for s in await _services(engine, w)}
@@ -273,7 +264,7 @@ async def _services(engine: RestateEngine, worker: WorkerProcess) -> list[dict[s
 
 
 async def test_list_reports_executions_newest_first_with_their_status_on_restate(
-    tmp_path: Path, client: list[RestateEngine]
+    tmp_path: Path, engine_for: list[RestateEngine]
 ) -> None:
     effects = SideEffects(tmp_path / "effects")
     env = {EFFECTS_ENV: str(effects.directory)}
@@ -283,7 +274,7 @@ async def test_list_reports_executions_newest_first_with_their_status_on_restate
     ):
         service.register(server)
         engine = RestateEngine(server.ingress_url, server.admin_url)
-        client.append(engine)
+        engine_for.append(engine)
         for workflow in ALL_WORKFLOWS:
             engine.register(workflow)
         greets = [Probe(run=f"list-{i}") for i in range(3)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from durable_workflow.testing.workflows import ALL_WORKFLOWS, Probe, deferred_wf
 from restate_harness import RestateServer, ServiceProcess
 
 
-@pytest.fixture
-async def engines() -> AsyncIterator[list[RestateEngine]]:
-    made: list[RestateEngine] = []
-    yield made
-    for engine in made:
-        await engine.aclose()
-
-
 def _engine(server: RestateServer, made: list[RestateEngine]) -> RestateEngine:
     engine = RestateEngine(server.ingress_url, server.admin_url)
     for workflow in ALL_WORKFLOWS:
@@ -33,14 +24,14 @@ def _engine(server: RestateServer, made: list[RestateEngine]) -> RestateEngine:
 
 @pytest.mark.parametrize("mode", ["http2", "http1"])
 async def test_registering_a_deployment_is_one_call(
-    tmp_path: Path, engines: list[RestateEngine], mode: str
+    tmp_path: Path, engine_for: list[RestateEngine], mode: str
 ) -> None:
     env = {EFFECTS_ENV: str(tmp_path / "effects")}
     with (
         RestateServer() as server,
         ServiceProcess("conformance_app:app", mode=mode, env=env, pythonpath=[HERE]) as service,  # type: ignore[arg-type]
     ):
-        engine = _engine(server, engines)
+        engine = _engine(server, engine_for)
         await engine.register_deployment(service.url, http1_1=(mode == "http1"))
         assert (
             await greet_wf.execute(Probe(run=f"reg-{mode}"), engine=engine) == f"hello reg-{mode}"
@@ -53,7 +44,7 @@ async def test_registering_a_deployment_is_one_call(
     ids=["forced-replay", "http2-within-inactivity-timeout"],
 )
 async def test_poll_reports_how_a_waiting_execution_waits(
-    tmp_path: Path, engines: list[RestateEngine], forced_replay: bool, status: str
+    tmp_path: Path, engine_for: list[RestateEngine], forced_replay: bool, status: str
 ) -> None:
     effects = SideEffects(tmp_path / "effects")
     env = {EFFECTS_ENV: str(effects.directory)}
@@ -62,7 +53,7 @@ async def test_poll_reports_how_a_waiting_execution_waits(
         ServiceProcess("conformance_app:app", env=env, pythonpath=[HERE]) as service,
     ):
         service.register(server)
-        engine = _engine(server, engines)
+        engine = _engine(server, engine_for)
         p = Probe(run=f"wait-{status}")
         execution_id = await deferred_wf.start(p, engine=engine)
         await eventually(lambda: effects.count(f"{p.run}-before-wait") >= 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,6 @@ def key() -> Iterator[str]:
         yield key
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[list[RestateEngine]]:
-    engines: list[RestateEngine] = []
-    yield engines
-    for engine in engines:
-        await engine.aclose()
-
-
 async def _everything_restate_stored(engine: RestateEngine, execution_id: str) -> str:
     """The journal (raw bytes and JSON), the promises and the state of one execution."""
     rows: list[dict[str, Any]] = await engine.query(
@@ -53,7 +45,7 @@ async def _everything_restate_stored(engine: RestateEngine, execution_id: str) -
 
 
 async def test_secrets_never_reach_restate_in_plaintext(
-    tmp_path: Path, key: str, client: list[RestateEngine]
+    tmp_path: Path, key: str, engine_for: list[RestateEngine]
 ) -> None:
     spans_file = tmp_path / "spans.jsonl"
     env = {
@@ -67,7 +59,7 @@ async def test_secrets_never_reach_restate_in_plaintext(
     ):
         service.register(server)
         engine = RestateEngine(server.ingress_url, server.admin_url)
-        client.append(engine)
+        engine_for.append(engine)
         engine.register(payments)
         payment = Payment(order_id="sec-1", card=Card(holder="Ada", number=SecretStr(CARD)))
         execution_id = await payments.start(payment, engine=engine)
@@ -88,7 +80,7 @@ async def test_secrets_never_reach_restate_in_plaintext(
 
 
 async def test_a_worker_with_the_wrong_key_parks_with_a_clear_cause(
-    tmp_path: Path, key: str, client: list[RestateEngine]
+    tmp_path: Path, key: str, engine_for: list[RestateEngine]
 ) -> None:
     env = {"DW_SECRET_KEYS": generate_secret_key(), EFFECTS_ENV: str(tmp_path / "effects")}
     with (
@@ -97,7 +89,7 @@ async def test_a_worker_with_the_wrong_key_parks_with_a_clear_cause(
     ):
         service.register(server)
         engine = RestateEngine(server.ingress_url, server.admin_url)
-        client.append(engine)
+        engine_for.append(engine)
         engine.register(payments)
         payment = Payment(order_id="sec-2", card=Card(holder="Ada", number=SecretStr(CARD)))
         execution_id = await payments.start(payment, engine=engine)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,14 +29,6 @@ def client_spans() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     enable_tracing(provider)
     yield provider, exporter
     disable_tracing()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[list[RestateEngine]]:
-    engines: list[RestateEngine] = []
-    yield engines
-    for engine in engines:
-        await engine.aclose()
 
 
 def _worker_spans(path: Path) -> list[dict[str, object]]:
@@ -68,7 +60,7 @@ EXPECTED_WORKER_SPANS = sorted(
 async def test_one_trace_per_execution_with_each_step_traced_once(
     tmp_path: Path,
     client_spans: tuple[TracerProvider, InMemorySpanExporter],
-    client: list[RestateEngine],
+    engine_for: list[RestateEngine],
     forced_replay: bool,
     crash: bool,
 ) -> None:
@@ -82,7 +74,7 @@ async def test_one_trace_per_execution_with_each_step_traced_once(
     ):
         service.register(server)
         engine = RestateEngine(server.ingress_url, server.admin_url)
-        client.append(engine)
+        engine_for.append(engine)
         for workflow in (parent_wf, child_wf):
             engine.register(workflow)
         job = Job(id=f"job-{tmp_path.name[-8:]}", nap_s=2.0 if crash else 0.5)
