@@ -500,6 +500,12 @@ class _Attempt(ActivityInvocation):
                 other._stop()  # pyright: ignore[reportPrivateUsage]
 
 
+def _branch_attempt(call: ActivityCall[Any], state: RunState, name: str) -> ActivityInvocation:
+    """Claim a group branch's activity step and make its one attempt (`branch_attempt`)."""
+    state.claim("activity", name)
+    return _Attempt(call, state, name, 1, True)
+
+
 class ActivityCall(Step[R]):
     """An activity bound to its arguments: a `Step` that runs it with retries.
 
@@ -544,13 +550,8 @@ class ActivityCall(Step[R]):
         `run_encoded` would hand the engine, built without the branch's task."""
         if self.activity.retry.max_attempts != 1 or state.trace is not None:
             return None
-
-        def attempt() -> ActivityInvocation:
-            name = f"{prefix}/{self.name}"
-            state.claim("activity", name)
-            return _Attempt(self, state, name, 1, True)
-
-        return attempt
+        # A partial rather than a closure: fewer objects per branch for the cyclic collector.
+        return functools.partial(_branch_attempt, self, state, f"{prefix}/{self.name}")
 
     async def _attempt(self, pending: _Attempt) -> EncodedExit:
         state = pending.state
