@@ -133,7 +133,7 @@ class Plan:
     throughput_total: int = 200
     concurrency: int = 16
     throughput_rounds: dict[str, int] = field(
-        default_factory=lambda: {"poc": 6, "n1": 6, "n10": 4, "n50": 2}
+        default_factory=lambda: {"poc": 6, "n1": 6, "n10": 4, "n50": 4}
     )
     http1_n50_rounds: int = 3
     """Rounds of the slowest throughput run (about 30 s a side on 2 cores)."""
