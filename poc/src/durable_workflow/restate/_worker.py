@@ -142,15 +142,14 @@ def _attempt_action(
 async def _run_attempt(
     attempt: ActivityInvocation, on_end: Callable[[EncodedExit], None] | None
 ) -> bytes:
+    """The action `_attempt_action` binds."""
     try:
         exit = await attempt.run()
     except ParkRequest as request:
         raise ParkFailure(request.cause) from None
     if on_end is not None and attempt.ends(exit):
         on_end(exit)
-    if exit_tag(exit) == "Success":
-        return pydantic_core.to_json(exit.get("value"))
-    raise terminal_error(exit)
+    return _journaled(exit)
 
 
 async def _run_branch(
@@ -170,6 +169,12 @@ async def _run_branch(
         for other in live:
             if other is not attempt:
                 other.interrupt()
+    return _journaled(exit)
+
+
+def _journaled(exit: EncodedExit) -> bytes:
+    """What a ``ctx.run`` journals for an attempt's exit: the value's JSON, or the exit as a
+    terminal error."""
     if exit_tag(exit) == "Success":
         return pydantic_core.to_json(exit.get("value"))
     raise terminal_error(exit)
@@ -189,8 +194,8 @@ T = TypeVar("T")
 async def _wall_clock() -> bytes:
     """The time ``now`` journals: the JSON of ``time.time()``, the value ``ctx.time()`` would
     journal. Run with the bytes serde (`_RUN_OPTIONS`) and as a coroutine function, so the SDK
-    neither reads this function's signature on every call (evaluating its annotations costs
-    some 75,000 instructions a time) nor runs it in a thread."""
+    neither reads this function's signature on every call (evaluating its string annotation
+    compiled an expression each time: some 39,000 instructions) nor runs it in a thread."""
     return pydantic_core.to_json(time.time())
 
 
