@@ -25,7 +25,7 @@ import asyncio
 import json
 import random as _random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -126,23 +126,16 @@ class RestateExecution:
         return self._headers
 
 
-def _attempt_action(
+async def _run_attempt(
     attempt: ActivityInvocation, on_end: Callable[[EncodedExit], None] | None
-) -> Callable[[], Coroutine[Any, Any, bytes]]:
-    """The ``ctx.run`` action of one attempt: its value as JSON bytes, or a terminal error.
+) -> bytes:
+    """The ``ctx.run`` action of one attempt (bound with `functools.partial`, not a closure:
+    one object per step, and the SDK still sees a coroutine function and awaits it in place):
+    its value as JSON bytes, or a terminal error.
 
     ``on_end`` runs, in this process, when the attempt's exit ends the activity (not on a
     failure that will be retried), before the SDK journals it.
     """
-    # A partial of a coroutine function, not a closure: one object per step instead of a
-    # function and its cells (the SDK still sees a coroutine function and awaits it in place).
-    return partial(_run_attempt, attempt, on_end)
-
-
-async def _run_attempt(
-    attempt: ActivityInvocation, on_end: Callable[[EncodedExit], None] | None
-) -> bytes:
-    """The action `_attempt_action` binds."""
     try:
         exit = await attempt.run()
     except ParkRequest as request:
@@ -493,7 +486,7 @@ class BodyOperations:
         owner = asyncio.current_task() if coordinator is not None else None
 
         on_end = None if coordinator is None else partial(coordinator.work_finished, owner)
-        action = _attempt_action(activity, on_end)
+        action = partial(_run_attempt, activity, on_end)
         future = _command(lambda: ex.ctx.run_typed(name, action, _RUN_OPTIONS))
         try:
             raw = await self._await(ex, future, is_run=True, interrupt=activity.interrupt)
