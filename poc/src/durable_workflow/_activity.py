@@ -656,14 +656,15 @@ class ActivityCall(Step[R]):
             state = run_state(f"activity {self.name!r}")
         inline = state.inline
         act = self.activity
-        if inline is None or act.retry.max_attempts != 1 or BRANCH.get():
+        if act.retry.max_attempts != 1 or BRANCH.get() or state.trace is not None:
             return (yield from self._general(state))
         name = self.name
         step_names = state.step_names  # state.claim, inlined
         if name in step_names:
             raise DuplicateStepName("activity", name)
         step_names.add(name)
-        if not inline.inline_open():
+        if inline is None or not inline.inline_open():
+            # One attempt through the engine (what `_general` does), without its generator.
             pending = _Attempt(self, state, name, 1, False)
             exit = yield from state.engine.activity_execute(state.execution, pending).__await__()
             return self.decode(exit) if self._compensation is None else self.settle(state, exit)
