@@ -40,6 +40,7 @@ from .cluster_bench import ClusterPlan, cluster_section, cluster_table, run_clus
 from .dbos_bench import DbosResult, run_dbos
 from .memory_bench import MemoryPlan, MemoryResult, run_memory
 from .report import (
+    TARGET,
     build_rows,
     document_rows,
     engines_table,
@@ -242,14 +243,17 @@ def _core_parts(
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items() if k != "packages"))
     print("packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()))
     print()
-    print(markdown_table(rows + [r for r in document_rows(document) if r.group == "peer"]))
+    measured = {r.name for r in rows}
+    merged = [r for r in document_rows(document) if r.name in measured or r.group == "peer"]
+    print(markdown_table(merged))  # with the intervals and verdicts `refresh` derived
     mem = document.get("memory", {})
     for key, value in mem.items():
         print(f"memory {key}: {value}")
-    over = [r.name for r in rows if r.over_target]
-    print(f"\nrows of this run over the {1.10} target: {len(over)}")
-    for name in over:
-        print(f"  - {name}")
+    for verdict, what in (("over", "over"), ("within_spread", "above, within their spread of")):
+        names = [r.name for r in merged if r.verdict == verdict]
+        print(f"\nrows of this run {what} the {TARGET} target: {len(names)}")
+        for name in names:
+            print(f"  - {name}")
     print(f"\nmerged into {path}")
     _publish(document, out, root, pages, chart=True)
     print(f"reproduce with: {command}  ({extra['wall_s']} s)")

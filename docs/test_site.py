@@ -163,8 +163,11 @@ def test_the_status_table_states_the_benchmark_results_and_the_commit_measured()
     results = json.loads((ROOT / "docs" / "benchmarks" / "results.json").read_text())
     targeted = [row for row in results["rows"] if row["target"] is not None]
     over = [row for row in targeted if row["over_target"]]
+    near = [row for row in targeted if row["verdict"] == "within_spread"]
     cell = _table_rows()["Benchmarks"]
-    assert cell.startswith(f"{len(targeted) - len(over)} of {len(targeted)} rows ")
+    assert cell.startswith(f"{len(targeted) - len(over) - len(near)} of {len(targeted)} rows ")
+    if near:
+        assert f", {len(near)} more above it by less than their 95% interval." in cell
     for row in over:
         assert f"{row['name']} ({row['ratio']:.3f})" in cell
     assert f"at commit `{results['machine']['commit']}`" in cell
@@ -186,6 +189,27 @@ def test_each_restate_latency_ratio_carries_its_interval_on_the_benchmarks_page(
         assert low <= row["ratio"] <= high, row["name"]
         line = next(line for line in page.splitlines() if line.startswith(f"| {row['name']} |"))
         assert f"{row['ratio']:.2f}" in line and f"({low:.2f}-{high:.2f})" in line, line
+
+
+def test_each_targeted_row_shows_its_verdict_against_the_target_spread_included() -> None:
+    results = json.loads((ROOT / "docs" / "benchmarks" / "results.json").read_text())
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    marks = {"within": "✓", "within_spread": "≈", "over": "✗"}
+    targeted = [row for row in results["rows"] if row["target"] is not None]
+    assert targeted
+    for row in targeted:
+        target = row["target"]
+        interval = row["extra"].get("ratio_ci95")
+        if row["ratio"] <= target:
+            expected = "within"
+        elif interval is not None and interval[0] <= target:
+            expected = "within_spread"
+        else:
+            expected = "over"
+        assert row["verdict"] == expected, row["name"]
+        assert row["over_target"] == (expected == "over"), row["name"]
+        line = next(line for line in page.splitlines() if line.startswith(f"| {row['name']} |"))
+        assert f"{row['ratio']:.2f} {marks[expected]}" in line, line
 
 
 # mkdocs' own loading, for the review links and the shipped mermaid -------------------------

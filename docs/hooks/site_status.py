@@ -162,11 +162,15 @@ def benchmark_headline(root: Path) -> str:
         return "no results yet: `nox -s bench` writes them"
     targeted = [row for row in results.get("rows", []) if row.get("target") is not None]
     over = [row for row in targeted if row.get("over_target")]
+    near = [row for row in targeted if row.get("verdict") == "within_spread"]
     machine = results.get("machine", {})
     text = (
-        f"{len(targeted) - len(over)} of {len(targeted)} rows of ours vs raw restate-sdk "
-        f"within their target of {results.get('target_ratio', 0):.2f}."
+        f"{len(targeted) - len(over) - len(near)} of {len(targeted)} rows of ours vs raw "
+        f"restate-sdk within their target of {results.get('target_ratio', 0):.2f}"
     )
+    if near:
+        text += f", {len(near)} more above it by less than their 95% interval"
+    text += "."
     if over:
         text += " Over it: " + "; ".join(f"{row['name']} ({row['ratio']:.3f})" for row in over)
         text += "."
