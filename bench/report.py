@@ -592,7 +592,8 @@ def _ratio_of_p90s(draw: Mapping[str, Sequence[float]]) -> float:
 
 def restate_intervals(document: dict[str, Any]) -> None:
     """Give each Restate latency row (median, p90, cost per step, the client path), each
-    service-CPU row whose run kept its per-run CPU times, and each throughput row of three
+    service-CPU row (per workflow and per step) whose run kept its per-run CPU times, and each
+    throughput row of three
     rounds or more the 95% bootstrap interval of its ratio, from the run's samples
     (``extra.ratio_ci95``), in place. Instruction rows have one count per side: no
     interval."""
@@ -620,6 +621,18 @@ def restate_intervals(document: dict[str, Any]) -> None:
                     "base50": n50["raw"],
                 }
                 interval = bootstrap_ci(draws, _ratio_of_slopes)
+        elif metric == "per_step_cpu":
+            cpu: Mapping[str, Any] = mode_samples.get("service_cpu_ms") or {}
+            c1: Mapping[str, Sequence[float]] = cpu.get("n1") or {}
+            c50: Mapping[str, Sequence[float]] = cpu.get("n50") or {}
+            if all(c1.get(side) and c50.get(side) for side in ("ours", "raw")):
+                draws = {
+                    "ours1": c1["ours"],
+                    "ours50": c50["ours"],
+                    "base1": c1["raw"],
+                    "base50": c50["raw"],
+                }
+                interval = bootstrap_ci(draws, _ratio_of_mean_slopes)
         elif metric == "client_latency_median":
             client: Mapping[str, Sequence[float]] = mode_samples.get("client_ms") or {}
             if client.get("ours") and client.get("raw"):
@@ -682,6 +695,14 @@ def _ratio_of_median_rates(draw: Mapping[str, Sequence[float]]) -> float:
 def _ratio_of_medians(draw: Mapping[str, Sequence[float]]) -> float:
     base = statistics.median(draw["base"])
     return statistics.median(draw["ours"]) / base if base > 0 else math.inf
+
+
+def _ratio_of_mean_slopes(draw: Mapping[str, Sequence[float]]) -> float:
+    """The per-step CPU row's ratio: (mean CPU at 50 steps - at 1 step) / 49, ours over raw's."""
+    mean = statistics.fmean
+    base = (mean(draw["base50"]) - mean(draw["base1"])) / 49
+    ours = (mean(draw["ours50"]) - mean(draw["ours1"])) / 49
+    return ours / base if base > 0 else math.inf
 
 
 def _ratio_of_slopes(draw: Mapping[str, Sequence[float]]) -> float:
