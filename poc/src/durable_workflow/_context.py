@@ -202,8 +202,11 @@ class _Scope:
     def __exit__(self, *exc: object) -> None:
         # An engine may close the body's coroutine from another context (Temporal evicting a
         # cached workflow): the body's own context is gone, and the current one is not ours.
-        with contextlib.suppress(ValueError):
+        # (try/except, not contextlib.suppress: this runs once per handler run.)
+        try:  # noqa: SIM105
             SCOPE.reset(self._token)
+        except ValueError:
+            pass
 
 
 def body_scope(state: RunState) -> _Scope:

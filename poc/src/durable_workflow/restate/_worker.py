@@ -493,10 +493,19 @@ class BodyOperations:
         self, execution: Execution, activity: ActivityInvocation
     ) -> EncodedExit:
         """One ``ctx.run`` per attempt, named after the activity (``name#n`` for retries)."""
-        ex = _as_execution(execution)
-        self._deliver(ex)
-        name = activity.name if activity.attempt == 1 else f"{activity.name}#{activity.attempt}"
+        # `_as_execution` and `_deliver`, written out for the most frequent step: the check
+        # of the handle's type, then a pending interrupt delivered (one read of the
+        # coordinator for both).
+        ex = execution if type(execution) is RestateExecution else _as_execution(execution)
         coordinator = _COORDINATOR.get()
+        if not ex.interrupted:
+            if coordinator is None:
+                if ex.interrupt_pending:
+                    ex.interrupt_pending = False
+                    self._interrupted(ex)
+            elif ex.interrupting:
+                raise InterruptSignal()
+        name = activity.name if activity.attempt == 1 else f"{activity.name}#{activity.attempt}"
         on_end = None
         if coordinator is not None:
             on_end = partial(coordinator.work_finished, asyncio.current_task())
