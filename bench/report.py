@@ -611,27 +611,12 @@ def restate_intervals(document: dict[str, Any]) -> None:
                 statistic = _ratio_of_medians if metric == "latency_median" else _ratio_of_p90s
                 interval = bootstrap_ci({"ours": sides["ours"], "base": sides["raw"]}, statistic)
         elif metric == "per_step":
-            n1: Mapping[str, Sequence[float]] = latency.get("n1") or {}
-            n50: Mapping[str, Sequence[float]] = latency.get("n50") or {}
-            if all(side in n1 and side in n50 for side in ("ours", "raw")):
-                draws = {
-                    "ours1": n1["ours"],
-                    "ours50": n50["ours"],
-                    "base1": n1["raw"],
-                    "base50": n50["raw"],
-                }
+            draws = _slope_draws(latency)
+            if draws is not None:
                 interval = bootstrap_ci(draws, _ratio_of_slopes)
         elif metric == "per_step_cpu":
-            cpu: Mapping[str, Any] = mode_samples.get("service_cpu_ms") or {}
-            c1: Mapping[str, Sequence[float]] = cpu.get("n1") or {}
-            c50: Mapping[str, Sequence[float]] = cpu.get("n50") or {}
-            if all(c1.get(side) and c50.get(side) for side in ("ours", "raw")):
-                draws = {
-                    "ours1": c1["ours"],
-                    "ours50": c50["ours"],
-                    "base1": c1["raw"],
-                    "base50": c50["raw"],
-                }
+            draws = _slope_draws(mode_samples.get("service_cpu_ms") or {})
+            if draws is not None:
                 interval = bootstrap_ci(draws, _ratio_of_mean_slopes)
         elif metric == "client_latency_median":
             client: Mapping[str, Sequence[float]] = mode_samples.get("client_ms") or {}
@@ -695,6 +680,16 @@ def _ratio_of_median_rates(draw: Mapping[str, Sequence[float]]) -> float:
 def _ratio_of_medians(draw: Mapping[str, Sequence[float]]) -> float:
     base = statistics.median(draw["base"])
     return statistics.median(draw["ours"]) / base if base > 0 else math.inf
+
+
+def _slope_draws(by_shape: Mapping[str, Any]) -> dict[str, Sequence[float]] | None:
+    """The samples a per-step row's interval is drawn from (1 and 50 steps, both sides), or
+    ``None`` when the run kept them not."""
+    n1: Mapping[str, Sequence[float]] = by_shape.get("n1") or {}
+    n50: Mapping[str, Sequence[float]] = by_shape.get("n50") or {}
+    if not all(n1.get(side) and n50.get(side) for side in ("ours", "raw")):
+        return None
+    return {"ours1": n1["ours"], "ours50": n50["ours"], "base1": n1["raw"], "base50": n50["raw"]}
 
 
 def _ratio_of_mean_slopes(draw: Mapping[str, Sequence[float]]) -> float:
