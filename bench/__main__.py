@@ -66,6 +66,20 @@ def _repo_root() -> Path:
     return here if (here / "mkdocs.yml").exists() else Path.cwd()
 
 
+def _without_output_flags(argv: list[str]) -> list[str]:
+    """``argv`` without ``--out DIR`` (or ``--out=DIR``) and ``--no-page``."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out=") and arg != "--no-page":
+            shown.append(arg)
+    return shown
+
+
 def _git_commit(root: Path) -> str | None:
     try:
         head = subprocess.run(
@@ -143,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out or (
         Path(tempfile.mkdtemp(prefix="bench-")) if args.quick else root / "docs" / "benchmarks"
     )
-    command = "nox -s bench" + (" -- " + shlex.join(argv) if argv else "")
+    # What reproduces the measurement: where its output went (--out, --no-page) is not part
+    # of it, and a directory of this machine has no place in a committed results file.
+    shown = _without_output_flags(argv)
+    command = "nox -s bench" + (" -- " + shlex.join(shown) if shown else "")
     pages = not args.no_page and not args.quick and args.out is None
     if parts & CORE_PARTS:
         _core_parts(args, parts, modes, out, root, command, pages)

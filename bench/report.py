@@ -593,10 +593,9 @@ def _ratio_of_p90s(draw: Mapping[str, Sequence[float]]) -> float:
 def restate_intervals(document: dict[str, Any]) -> None:
     """Give each Restate latency row (median, p90, cost per step, the client path), each
     service-CPU row (per workflow and per step) whose run kept its per-run CPU times, and each
-    throughput row of three
-    rounds or more the 95% bootstrap interval of its ratio, from the run's samples
-    (``extra.ratio_ci95``), in place. Instruction rows have one count per side: no
-    interval."""
+    throughput row of three rounds or more the 95% bootstrap interval of its ratio, from the
+    run's samples (``extra.ratio_ci95``), in place. Instruction rows have one count per side:
+    no interval."""
     samples: Mapping[str, Any] = document.get("samples", {})
     for item in document.get("rows", []):
         if item.get("group") != "restate":
